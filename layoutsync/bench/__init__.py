@@ -1,0 +1,69 @@
+"""Benchmarks run by ``layoutsync bench``.
+
+Every module in this package (not starting with ``_``) defines
+``run(options: BenchOptions) -> list[Figure]``. A figure is a ratio against
+a baseline measured in the same run, so shared machines do not make it flaky,
+or an absolute figure with its goal stated beside it.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import pkgutil
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+__all__ = ["BenchOptions", "Figure", "discover", "measure", "median_seconds"]
+
+
+@dataclass(frozen=True, slots=True)
+class BenchOptions:
+    quick: bool = False  #: fewer rounds, for CI smoke runs
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One measured figure; ``ok`` is None when there is no goal to meet."""
+
+    bench: str
+    name: str
+    value: float
+    unit: str
+    goal: str = ""
+    ok: bool | None = None
+    details: dict[str, float | int | str] = field(default_factory=dict)
+
+
+def median_seconds(fn: Callable[[], object], *, rounds: int, inner: int = 1) -> float:
+    """Median wall time of one call of ``fn`` over ``rounds`` samples of ``inner`` calls."""
+    samples = []
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            samples.append((time.perf_counter() - start) / inner)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return statistics.median(samples)
+
+
+def measure(fn: Callable[[], object], *, budget: float = 0.3, rounds: int = 15) -> float:
+    """Median seconds per call, picking an inner loop count that fills ``budget``."""
+    start = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - start, 1e-7)
+    inner = max(1, int(budget / rounds / once))
+    return median_seconds(fn, rounds=rounds, inner=inner)
+
+
+def discover() -> Iterable[tuple[str, Callable[[BenchOptions], list[Figure]]]]:
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if not module.name.startswith("_"):
+            yield module.name, importlib.import_module(f"{__name__}.{module.name}").run

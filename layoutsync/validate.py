@@ -1,0 +1,368 @@
+"""Validate a Create/Update body: the JSON Schema, then the rules a schema cannot express.
+
+Every error names the JSON pointer, the value and what is allowed, and all of
+them are reported. Results are cached by the body's canonical hash, so
+validating an identical config again costs one hash and one dict lookup.
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError as _SchemaError
+
+from ._resources import load_schema
+from .canonical import canonical_hash
+from .errors import FieldError, ValidationError
+from .redact import MASK, is_secret_key
+
+__all__ = [
+    "TRANSCODER_POINTER",
+    "check_request",
+    "clear_cache",
+    "schema_errors",
+    "semantic_errors",
+    "validate_request",
+    "wrap_transcoder",
+]
+
+#: Where the ``transcoder`` object sits inside a request body.
+TRANSCODER_POINTER = "/services/cloudTranscoder/config/transcoder"
+
+_CACHE_SIZE = 4096
+_cache: OrderedDict[str, tuple[FieldError, ...]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def wrap_transcoder(transcoder: Mapping[str, Any]) -> dict[str, Any]:
+    """A full request body around a bare ``transcoder`` object."""
+    return {
+        "services": {
+            "cloudTranscoder": {
+                "serviceType": "cloudTranscoderV2",
+                "config": {"transcoder": transcoder},
+            }
+        }
+    }
+
+
+def validate_request(body: Mapping[str, Any], *, source: str | None = None) -> None:
+    """Raise ``ValidationError`` listing every problem of ``body``; return when it is valid."""
+    errors = check_request(body)
+    if errors:
+        raise ValidationError(errors, source=source)
+
+
+def check_request(body: Mapping[str, Any]) -> tuple[FieldError, ...]:
+    """Every problem of ``body`` (empty when valid); cached by canonical hash."""
+    key = canonical_hash(body)
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+            return hit
+    errors = (*_schema_errors_of_request(body), *semantic_errors(body))
+    with _cache_lock:
+        _cache[key] = errors
+        if len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return errors
+
+
+def clear_cache() -> None:
+    """Forget cached results (benchmarks use it to measure an uncached pass)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+# --- schema -------------------------------------------------------------------------------------
+
+
+def _validator(name: str) -> jsonschema.protocols.Validator:
+    validator = _VALIDATORS.get(name)
+    if validator is None:
+        schema = load_schema(name)
+        cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(schema)
+        validator = cls(schema)
+        _VALIDATORS[name] = validator
+    return validator
+
+
+_VALIDATORS: dict[str, jsonschema.protocols.Validator] = {}
+
+
+def _schema_errors_of_request(body: Mapping[str, Any]) -> list[FieldError]:
+    return schema_errors(_validator("transcoder-request"), body)
+
+
+def schema_errors(
+    validator: jsonschema.protocols.Validator, instance: Any, *, prefix: str = ""
+) -> list[FieldError]:
+    """Readable ``FieldError``s for every schema violation, in document order."""
+    found: list[FieldError] = []
+    for error in validator.iter_errors(instance):
+        found.extend(_describe(error, prefix))
+    found.sort(key=lambda e: _pointer_sort_key(e.pointer))
+    return _dedupe(found)
+
+
+def _pointer_sort_key(pointer: str) -> tuple[tuple[int, int | str], ...]:
+    parts = pointer.split("/")[1:]
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts)
+
+
+def _dedupe(errors: Iterable[FieldError]) -> list[FieldError]:
+    seen: set[FieldError] = set()
+    unique = []
+    for error in errors:
+        if error not in seen:
+            seen.add(error)
+            unique.append(error)
+    return unique
+
+
+def _pointer(path: Iterable[Any], prefix: str = "") -> str:
+    escaped = (str(p).replace("~", "~0").replace("/", "~1") for p in path)
+    return prefix + "".join(f"/{p}" for p in escaped)
+
+
+def _show(value: Any, path: Sequence[Any]) -> str:
+    if path and is_secret_key(path[-1]):
+        return MASK
+    text = repr(value) if isinstance(value, str) else _json_like(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _json_like(value: Any) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    return str(value)
+
+
+_TYPE_NAMES = {
+    "integer": "an integer",
+    "string": "a string",
+    "object": "an object",
+    "array": "an array",
+    "boolean": "true or false",
+    "number": "a number",
+}
+
+
+def _describe(error: _SchemaError, prefix: str) -> Iterator[FieldError]:
+    path = list(error.absolute_path)
+    where = _pointer(path, prefix)
+    value = error.instance
+    shown = _show(value, path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    kind = error.validator
+    expected = error.validator_value
+    if kind == "minimum":
+        yield FieldError(where, f"{shown} is below the minimum {expected}")
+    elif kind == "maximum":
+        yield FieldError(where, f"{shown} is above the maximum {expected}")
+    elif kind == "type":
+        names = [expected] if isinstance(expected, str) else list(expected)
+        wanted = " or ".join(_TYPE_NAMES.get(n, n) for n in names)
+        yield FieldError(where, f"{shown} is not {wanted}")
+    elif kind == "required":
+        present = value if isinstance(value, dict) else {}
+        for name in expected:
+            if name not in present:
+                yield FieldError(_pointer([*path, name], prefix), "is required but missing")
+    elif kind == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        present = value if isinstance(value, dict) else {}
+        for name in present:
+            if name in allowed:
+                continue
+            hint = difflib.get_close_matches(name, allowed, n=1)
+            did_you_mean = f"did you mean {hint[0]!r}? " if hint else ""
+            yield FieldError(
+                _pointer([*path, name], prefix),
+                f"is not an allowed field ({did_you_mean}allowed: {', '.join(allowed)})",
+            )
+    elif kind == "enum":
+        yield FieldError(where, f"{shown} is not one of {', '.join(map(str, expected))}")
+    elif kind == "const":
+        yield FieldError(where, f"{shown} must be {expected!r}")
+    elif kind == "pattern":
+        message = schema.get("x-message") or f"does not match {expected}"
+        yield FieldError(where, f"{shown} {message}")
+    elif kind == "minItems":
+        yield FieldError(where, f"needs at least {expected} item(s), got {len(value)}")
+    elif kind == "maxItems":
+        yield FieldError(where, f"allows at most {expected} item(s), got {len(value)}")
+    elif kind == "minLength":
+        yield FieldError(where, f"{shown} is shorter than {expected} character(s)")
+    elif kind == "maxLength":
+        yield FieldError(where, f"is longer than the maximum of {expected} characters")
+    elif kind == "uniqueItems":
+        yield FieldError(where, "has duplicate items; every item must be unique")
+    elif kind in {"anyOf", "oneOf"} and error.context:
+        best = jsonschema.exceptions.best_match(error.context)
+        yield from _describe(best, prefix)
+    else:
+        secret = bool(path) and is_secret_key(path[-1])
+        yield FieldError(where, "is invalid" if secret else error.message)
+
+
+# --- rules a schema cannot express --------------------------------------------------------------
+
+
+def _items(value: Any) -> list[tuple[int, Mapping[str, Any]]]:
+    if not isinstance(value, list):
+        return []
+    return [(i, item) for i, item in enumerate(value) if isinstance(item, Mapping)]
+
+
+def _rtc(item: Mapping[str, Any]) -> Mapping[str, Any]:
+    rtc = item.get("rtc")
+    return rtc if isinstance(rtc, Mapping) else {}
+
+
+def semantic_errors(body: Mapping[str, Any], *, prefix: str = TRANSCODER_POINTER) -> list[FieldError]:
+    """Cross-field rules: one input channel, unique uids, output uid, regions inside the canvas,
+    and the audio-only scenario (no videoInputs, no videoOption)."""
+    try:
+        transcoder = body["services"]["cloudTranscoder"]["config"]["transcoder"]
+    except (KeyError, TypeError):
+        return []
+    if not isinstance(transcoder, Mapping):
+        return []
+    errors: list[FieldError] = []
+    audio = _items(transcoder.get("audioInputs"))
+    video = _items(transcoder.get("videoInputs"))
+
+    errors.extend(_channel_errors(audio, video, prefix))
+    for kind, inputs in (("audioInputs", audio), ("videoInputs", video)):
+        errors.extend(_unique_uid_errors(kind, inputs, prefix))
+    errors.extend(_whole_channel_errors(audio, prefix))
+    errors.extend(_output_uid_errors(transcoder, audio, video, prefix))
+    errors.extend(_inside_canvas_errors(transcoder, video, prefix))
+    errors.extend(_scenario_errors(transcoder, audio, video, prefix))
+    return errors
+
+
+def _channel_errors(audio: list, video: list, prefix: str) -> Iterator[FieldError]:
+    first: tuple[str, str] | None = None
+    for kind, inputs in (("videoInputs", video), ("audioInputs", audio)):
+        for index, item in inputs:
+            channel = _rtc(item).get("rtcChannel")
+            if not isinstance(channel, str):
+                continue
+            where = f"{prefix}/{kind}/{index}/rtc/rtcChannel"
+            if first is None:
+                first = (channel, where)
+            elif channel != first[0]:
+                yield FieldError(
+                    where,
+                    f"{channel!r} differs from {first[0]!r} at {first[1]}; "
+                    "every audio and video input must be in the same channel",
+                )
+
+
+def _unique_uid_errors(kind: str, inputs: list, prefix: str) -> Iterator[FieldError]:
+    seen: dict[int, int] = {}
+    for index, item in inputs:
+        uid = _rtc(item).get("rtcUid")
+        if not isinstance(uid, int):
+            continue
+        if uid in seen:
+            yield FieldError(
+                f"{prefix}/{kind}/{index}/rtc/rtcUid",
+                f"{uid} is already used by {prefix}/{kind}/{seen[uid]}; "
+                f"uids in {kind} must be unique",
+            )
+        else:
+            seen[uid] = index
+
+
+def _whole_channel_errors(audio: list, prefix: str) -> Iterator[FieldError]:
+    if len(audio) > 1:
+        for index, item in audio:
+            if _rtc(item).get("rtcUid") == 0:
+                yield FieldError(
+                    f"{prefix}/audioInputs/{index}/rtc/rtcUid",
+                    "0 mixes the whole channel and must be the only audio input",
+                )
+
+
+def _output_uid_errors(
+    transcoder: Mapping[str, Any], audio: list, video: list, prefix: str
+) -> Iterator[FieldError]:
+    input_uids: dict[tuple[str, int], str] = {}
+    for kind, inputs in (("videoInputs", video), ("audioInputs", audio)):
+        for index, item in inputs:
+            rtc = _rtc(item)
+            key = (rtc.get("rtcChannel"), rtc.get("rtcUid"))
+            input_uids.setdefault(key, f"{prefix}/{kind}/{index}")  # type: ignore[arg-type]
+    for index, output in _items(transcoder.get("outputs")):
+        rtc = _rtc(output)
+        key = (rtc.get("rtcChannel"), rtc.get("rtcUid"))
+        if key in input_uids:
+            yield FieldError(
+                f"{prefix}/outputs/{index}/rtc/rtcUid",
+                f"{key[1]} is also the input at {input_uids[key]} in channel {key[0]!r}; "
+                "the output uid must differ from every input uid of the same channel",
+            )
+
+
+def _inside_canvas_errors(
+    transcoder: Mapping[str, Any], video: list, prefix: str
+) -> Iterator[FieldError]:
+    canvas = transcoder.get("canvas")
+    if not isinstance(canvas, Mapping):
+        return
+    width, height = canvas.get("width"), canvas.get("height")
+    if not (isinstance(width, int) and isinstance(height, int)):
+        return
+    placed = [("videoInputs", index, item) for index, item in video]
+    placed += [("waterMarks", i, item) for i, item in _items(transcoder.get("waterMarks"))]
+    for kind, index, item in placed:
+        region = item.get("region")
+        if not isinstance(region, Mapping):
+            continue
+        where = f"{prefix}/{kind}/{index}/region"
+        x, y = region.get("x"), region.get("y")
+        w, h = region.get("width"), region.get("height")
+        if isinstance(x, int) and isinstance(w, int) and x + w > width:
+            yield FieldError(
+                where, f"x + width = {x + w} is beyond the canvas width {width}; it must fit inside"
+            )
+        if isinstance(y, int) and isinstance(h, int) and y + h > height:
+            yield FieldError(
+                where,
+                f"y + height = {y + h} is beyond the canvas height {height}; it must fit inside",
+            )
+
+
+def _scenario_errors(
+    transcoder: Mapping[str, Any], audio: list, video: list, prefix: str
+) -> Iterator[FieldError]:
+    outputs = _items(transcoder.get("outputs"))
+    has_video = "videoInputs" in transcoder
+    if not has_video and "audioInputs" not in transcoder:
+        yield FieldError(prefix, "needs videoInputs or audioInputs (an audio-only config)")
+    for index, output in outputs:
+        where = f"{prefix}/outputs/{index}/videoOption"
+        if has_video and "videoOption" not in output:
+            yield FieldError(where, "is required when videoInputs are given")
+        elif not has_video and "videoOption" in output:
+            yield FieldError(
+                where, "must be absent in an audio-only config (one without videoInputs)"
+            )
