@@ -235,7 +235,9 @@ def _rtc(item: Mapping[str, Any]) -> Mapping[str, Any]:
     return rtc if isinstance(rtc, Mapping) else {}
 
 
-def semantic_errors(body: Mapping[str, Any], *, prefix: str = TRANSCODER_POINTER) -> list[FieldError]:
+def semantic_errors(
+    body: Mapping[str, Any], *, prefix: str = TRANSCODER_POINTER
+) -> list[FieldError]:
     """Cross-field rules: one input channel, unique uids, output uid, regions inside the canvas,
     and the audio-only scenario (no videoInputs, no videoOption)."""
     try:
