@@ -1,0 +1,104 @@
+"""``layoutsync compile SPEC --hosts 101,102 [--speaker UID] [--out FILE] [--show-secrets]``.
+
+Prints the full Create/Update request body (tokens as ``***`` unless
+``--show-secrets``, in the file written by ``--out`` too) and a one-line summary
+on stderr. Exit 0 on success, 1 with the SpecError text on a bad spec, 2 when the
+spec file is missing or unparseable or ``--hosts``/``--speaker`` is not a uid list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..compile import Compiled, compile_layout
+from ..spec import SpecFileError, load_spec
+from ._common import eprint
+
+_MAX_UID = 4294967295
+
+
+class _UsageProblem(Exception):
+    pass
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compile",
+        help="compile a layout spec and a host list into a request body",
+        description="Print the Create/Update body for SPEC with the given hosts. Exit 1 on a bad "
+        "spec, 2 when the file is missing or not JSON/TOML or --hosts is not a uid list.",
+    )
+    parser.add_argument("spec", metavar="SPEC", help="layout spec file (.json or .toml)")
+    parser.add_argument(
+        "--hosts",
+        required=True,
+        metavar="UIDS",
+        help="comma-separated host uids in join order, e.g. 101,102,103 ('' for none)",
+    )
+    parser.add_argument("--speaker", metavar="UID", help="the active speaker's uid")
+    parser.add_argument("--out", metavar="FILE", help="write the body to FILE instead of stdout")
+    parser.add_argument(
+        "--show-secrets",
+        action="store_true",
+        help="print tokens as they are (default: ***)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def parse_uid(text: str, option: str) -> int:
+    value = text.strip()
+    if not value.isdigit() or not 1 <= int(value) <= _MAX_UID:
+        raise _UsageProblem(f"{option}: {text!r} is not a host uid (an integer 1..{_MAX_UID})")
+    return int(value)
+
+
+def parse_hosts(text: str) -> list[int]:
+    """``"101, 102,103"`` -> [101, 102, 103]; an empty string is no hosts."""
+    if not text.strip():
+        return []
+    return [parse_uid(part, "--hosts") for part in text.split(",")]
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        hosts = parse_hosts(args.hosts)
+        speaker = None if args.speaker is None else parse_uid(args.speaker, "--speaker")
+    except _UsageProblem as exc:
+        eprint(f"error: {exc}")
+        return 2
+    try:
+        spec = load_spec(args.spec)
+    except SpecFileError as exc:
+        eprint(f"error: {exc}")
+        return 2
+    compiled = compile_layout(spec, hosts, speaker=speaker)
+    body = compiled.body if args.show_secrets else compiled.redacted_body()
+    text = json.dumps(body, indent=2) + "\n"
+    if args.out:
+        try:
+            Path(args.out).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            eprint(f"error: cannot write {args.out}: {exc}")
+            return 2
+    else:
+        print(text, end="")
+    eprint(_summary(compiled, args.out))
+    return 0
+
+
+def _summary(compiled: Compiled, out: str | None) -> str:
+    if compiled.empty:
+        return "no task needed: no visible host and nothing to hear (body is null)"
+    parts = [f"visible {_uids(compiled.visible)}"]
+    if compiled.overflowed:
+        parts.append(f"overflowed {_uids(compiled.overflowed)}")
+    parts.append(f"audio {_uids(compiled.audio)}")
+    if out:
+        parts.append(f"written to {out}")
+    return "; ".join(parts)
+
+
+def _uids(uids: tuple[int, ...]) -> str:
+    return ",".join(map(str, uids)) or "none"

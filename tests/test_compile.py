@@ -1,0 +1,404 @@
+"""compile_layout: ordering, overflow, audio modes, templates, stability, and the contract."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from layoutsync import compile as compile_module
+from layoutsync.compile import (
+    Compiled,
+    InternalCompilerError,
+    Placement,
+    SlotAssignment,
+    compile_layout,
+    compile_unchecked,
+    host_order,
+)
+from layoutsync.errors import FieldError, SpecError
+from layoutsync.spec import LayoutSpec, load_spec
+from layoutsync.validate import TRANSCODER_POINTER, check_request
+
+ENV = {"IN_TOKEN": "input-secret-value"}
+
+
+def make_spec(template: str = "grid", *, audio: str = "hosts", **layout: Any) -> LayoutSpec:
+    doc: dict[str, Any] = {
+        "instanceId": "room42",
+        "input": {"channel": "room42", "token": "env:IN_TOKEN"},
+        "output": {
+            "channel": "room42-live",
+            "uid": 9000,
+            "token": "output-secret-value",
+            "video": {"width": 1280, "height": 720},
+        },
+        "placeholderImage": "https://cdn.example.com/offline.png",
+        "audio": audio,
+        "layout": {"template": template, **layout},
+    }
+    return load_spec(doc)
+
+
+def compile_(spec: LayoutSpec, hosts: Any, **kwargs: Any) -> Compiled:
+    return compile_layout(spec, hosts, env=ENV, **kwargs)
+
+
+def transcoder(compiled: Compiled) -> dict[str, Any]:
+    assert compiled.body is not None
+    result: dict[str, Any] = compiled.body["services"]["cloudTranscoder"]["config"]["transcoder"]
+    return result
+
+
+def slot_map(compiled: Compiled) -> dict[int, int]:
+    return {p.uid: p.slot for p in compiled.placements}
+
+
+def assert_sound(compiled: Compiled, *, disjoint: bool = True) -> None:
+    """The geometric contract: even, inside, >= 120, z 0..100, no overlap in tiled templates."""
+    for p in compiled.placements:
+        assert all(v % 2 == 0 for v in (p.x, p.y, p.width, p.height)), p
+        assert p.width >= 120 and p.height >= 120
+        assert p.rect.inside(1280, 720)
+        assert 0 <= p.z_order <= 100
+    if disjoint:
+        for a, b in itertools.combinations(compiled.placements, 2):
+            assert not a.rect.overlaps(b.rect), (a, b)
+    if compiled.body is not None:
+        assert check_request(compiled.body) == ()
+
+
+class TestBody:
+    def test_a_grid_body_passes_validation_and_carries_resolved_tokens(self) -> None:
+        compiled = compile_(make_spec(), [101, 102, 103])
+        assert_sound(compiled)
+        t = transcoder(compiled)
+        assert [v["rtc"]["rtcUid"] for v in t["videoInputs"]] == [101, 102, 103]
+        assert {v["rtc"]["rtcToken"] for v in t["videoInputs"]} == {"input-secret-value"}
+        assert t["outputs"][0]["rtc"] == {
+            "rtcChannel": "room42-live",
+            "rtcUid": 9000,
+            "rtcToken": "output-secret-value",
+        }
+        assert t["outputs"][0]["videoOption"] == {
+            "fps": 15,
+            "codec": "H264",
+            "width": 1280,
+            "height": 720,
+        }
+        assert compiled.body_hash is not None and len(compiled.body_hash) == 32
+
+    def test_repr_and_str_show_no_token(self) -> None:
+        compiled = compile_(make_spec(), [101])
+        for text in (repr(compiled), str(compiled)):
+            assert "secret-value" not in text
+        assert "secret" not in str(compiled.redacted_body())
+
+    def test_deterministic(self) -> None:
+        spec = make_spec("speaker", gap=8, padding=8)
+        first = compile_(spec, [5, 3, 9, 1], speaker=9)
+        again = compile_(spec, [5, 3, 9, 1], speaker=9)
+        assert first == again and first.body == again.body
+
+    def test_capacity_is_36_tiles_of_212x120(self) -> None:
+        compiled = compile_(make_spec(), range(1, 41))
+        assert len(compiled.visible) == 36
+        assert compiled.overflowed == (37, 38, 39, 40)
+        assert {(p.width, p.height) for p in compiled.placements} == {(212, 120)}
+        assert_sound(compiled)
+
+    def test_a_missing_env_token_is_a_spec_error_without_the_value(self) -> None:
+        with pytest.raises(SpecError) as info:
+            compile_layout(make_spec(), [101], env={})
+        assert str(info.value) == "/input/token: environment variable IN_TOKEN is not set"
+
+    def test_no_token_is_needed_when_no_task_is(self) -> None:
+        assert compile_layout(make_spec(), [], env={}).empty
+
+    def test_a_body_the_schema_rejects_is_an_internal_error(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        bad = (FieldError(f"{TRANSCODER_POINTER}/canvas/width", "broken on purpose"),)
+        monkeypatch.setattr(compile_module, "check_request", lambda body: bad)
+        with pytest.raises(InternalCompilerError, match="broken on purpose"):
+            compile_(make_spec(), [101])
+
+    def test_compile_unchecked_builds_the_same_body(self) -> None:
+        spec = make_spec()
+        assert compile_unchecked(spec, [1, 2], env=ENV) == compile_(spec, [1, 2])
+
+
+class TestEmpty:
+    def test_zero_hosts_needs_no_task(self) -> None:
+        compiled = compile_(make_spec(), [])
+        assert compiled.empty and compiled.body is None and compiled.body_hash is None
+        assert compiled.visible == compiled.audio == compiled.placements == ()
+
+    def test_everyone_denied_needs_no_task(self) -> None:
+        assert compile_(make_spec(deny=[101]), [101]).empty
+
+    def test_only_the_output_uid_in_its_own_channel_is_no_host(self) -> None:
+        spec = load_spec(
+            make_spec().to_dict()
+            | {"output": make_spec().to_dict()["output"] | {"channel": "room42"}}
+        )
+        assert compile_(spec, [9000]).empty
+        assert compile_(spec, [9000, 101]).hosts == (101,)
+
+
+class TestHosts:
+    def test_order_is_pinned_then_priority_then_join_order(self) -> None:
+        spec = make_spec(pinned=[7, 3], priority=[5])
+        assert host_order(spec, [1, 3, 5, 7, 9]) == (7, 3, 5, 1, 9)
+
+    def test_absent_pinned_hosts_are_skipped(self) -> None:
+        assert host_order(make_spec(pinned=[7]), [1, 2]) == (1, 2)
+
+    def test_allow_and_deny_filter(self) -> None:
+        assert host_order(make_spec(allow=[1, 3]), [4, 3, 2, 1]) == (3, 1)
+        assert host_order(make_spec(deny=[2]), [4, 3, 2, 1]) == (4, 3, 1)
+
+    def test_repeated_uids_count_once(self) -> None:
+        assert host_order(make_spec(), [1, 2, 1]) == (1, 2)
+
+    @pytest.mark.parametrize("bad", [0, -1, 2**32, "101", 1.5, True])
+    def test_invalid_uids_are_spec_errors(self, bad: Any) -> None:
+        with pytest.raises(SpecError, match=r"^hosts: .* at index 1 is not a host uid"):
+            compile_(make_spec(), [101, bad])
+
+    def test_invalid_speaker(self) -> None:
+        with pytest.raises(SpecError, match=r"^speaker: "):
+            compile_(make_spec("speaker"), [101], speaker="101")
+
+    def test_a_speaker_who_is_not_present_is_ignored(self) -> None:
+        compiled = compile_(make_spec("speaker"), [101, 102], speaker=555)
+        assert compiled.speaker is None
+        assert compiled.placements[0].uid == 101
+
+
+class TestOverflowAndAudio:
+    def test_overflow_audio_only_keeps_their_audio(self) -> None:
+        compiled = compile_(make_spec(maxTiles=2), [1, 2, 3])
+        assert (compiled.visible, compiled.overflowed, compiled.audio) == ((1, 2), (3,), (1, 2, 3))
+        assert [a["rtc"]["rtcUid"] for a in transcoder(compiled)["audioInputs"]] == [1, 2, 3]
+
+    def test_overflow_drop_drops_their_audio_too(self) -> None:
+        compiled = compile_(make_spec(maxTiles=2, overflow="drop"), [1, 2, 3])
+        assert (compiled.overflowed, compiled.audio) == ((3,), (1, 2))
+
+    def test_channel_mix_is_one_input_with_uid_0(self) -> None:
+        compiled = compile_(make_spec(audio="channel"), [1, 2])
+        assert compiled.audio == (0,)
+        assert transcoder(compiled)["audioInputs"] == [
+            {"rtc": {"rtcChannel": "room42", "rtcUid": 0, "rtcToken": "input-secret-value"}}
+        ]
+        assert_sound(compiled)
+
+    def test_audio_none_sends_an_empty_list(self) -> None:
+        compiled = compile_(make_spec(audio="none"), [1, 2])
+        assert compiled.audio == () and transcoder(compiled)["audioInputs"] == []
+        assert_sound(compiled)
+
+    def test_audio_only_spec_has_no_video_and_no_overflow(self) -> None:
+        doc = make_spec().to_dict()
+        del doc["output"]["video"], doc["placeholderImage"], doc["layout"]
+        doc["canvas"] = {"width": 960, "height": 480}
+        spec = load_spec(doc)
+        compiled = compile_(spec, [1, 2])
+        t = transcoder(compiled)
+        assert "videoInputs" not in t and "videoOption" not in t["outputs"][0]
+        assert (compiled.visible, compiled.overflowed, compiled.audio) == ((), (), (1, 2))
+        assert compile_(spec, []).empty
+
+
+class TestTemplates:
+    def test_speaker_main_shows_the_speaker(self) -> None:
+        compiled = compile_(make_spec("speaker", gap=8), [1, 2, 3], speaker=2)
+        main = compiled.placements[0]
+        assert (main.uid, main.slot) == (2, 0)
+        assert main.width > compiled.placements[1].width
+        assert compiled.speaker == 2
+        assert_sound(compiled)
+
+    def test_speaker_main_defaults_to_the_first_in_order(self) -> None:
+        compiled = compile_(make_spec("speaker", pinned=[3]), [1, 2, 3])
+        assert compiled.placements[0].uid == 3
+
+    def test_speaker_alone_takes_the_whole_area(self) -> None:
+        alone = compile_(make_spec("speaker"), [1]).placements[0]
+        assert (alone.width, alone.height) == (1280, 720)
+
+    def test_speaker_strip_tile_count_caps_visibility(self) -> None:
+        compiled = compile_(make_spec("speaker", stripTiles=2), [1, 2, 3, 4])
+        assert compiled.visible == (1, 2, 3) and compiled.overflowed == (4,)
+
+    @pytest.mark.parametrize("position", ["left", "right", "top", "bottom"])
+    def test_speaker_positions(self, position: str) -> None:
+        compiled = compile_(make_spec("speaker", position=position, gap=6), range(1, 6))
+        assert_sound(compiled)
+
+    def test_floating_main_fills_and_overlays_sit_on_top(self) -> None:
+        compiled = compile_(make_spec("floating", corner="top-right"), [1, 2, 3], speaker=3)
+        main, *overlays = compiled.placements
+        assert (main.uid, main.x, main.y, main.width, main.height, main.z_order) == (
+            3,
+            0,
+            0,
+            1280,
+            720,
+            0,
+        )
+        assert all(o.z_order > main.z_order for o in overlays)
+        assert overlays[0].x + overlays[0].width == 1280 - 16 and overlays[0].y == 16
+        assert_sound(compiled, disjoint=False)
+
+    def test_custom_slots_bind_uid_speaker_and_next(self) -> None:
+        slots = [
+            {"x": 0, "y": 0, "width": 640, "height": 360, "host": "speaker"},
+            {"x": 640, "y": 0, "width": 640, "height": 360, "host": 7},
+            {"x": 0, "y": 360, "width": 640, "height": 360},
+            {"x": 640, "y": 360, "width": 640, "height": 360, "zOrder": 50},
+        ]
+        spec = make_spec("custom", slots=slots)
+        compiled = compile_(spec, [1, 2, 7, 3], speaker=2)
+        assert slot_map(compiled) == {2: 0, 7: 1, 1: 2, 3: 3}
+        assert compiled.placements[3].z_order == 50
+        assert_sound(compiled)
+        without_seven = compile_(spec, [1, 2, 3])
+        assert slot_map(without_seven) == {1: 0, 2: 2, 3: 3}  # slot 1 waits for uid 7
+
+    def test_custom_with_only_absent_bound_hosts_needs_no_task(self) -> None:
+        spec = make_spec("custom", slots=[{"x": 0, "y": 0, "width": 320, "height": 180, "host": 7}])
+        compiled = compile_(spec, [1])
+        assert compiled.empty and compiled.overflowed == (1,)
+
+
+# --- stability ----------------------------------------------------------------------------------
+
+
+def churn_trace(seed: int, events: int) -> list[tuple[str, int]]:
+    """Joins, leaves, rejoins and speaker changes, always with at least one host present."""
+    rng = random.Random(seed)
+    present: list[int] = []
+    gone: list[int] = []
+    next_uid = 100
+    trace: list[tuple[str, int]] = []
+    while len(trace) < events:
+        roll = rng.random()
+        if not present or (roll < 0.35 and len(present) < 12):
+            next_uid += 1
+            trace.append(("join", next_uid))
+            present.append(next_uid)
+        elif roll < 0.6 and len(present) > 1:
+            uid = rng.choice(present)
+            trace.append(("leave", uid))
+            present.remove(uid)
+            gone.append(uid)
+        elif roll < 0.75 and gone:
+            uid = gone.pop(rng.randrange(len(gone)))
+            trace.append(("rejoin", uid))
+            present.append(uid)
+        else:
+            trace.append(("speaker", rng.choice(present)))
+    return trace
+
+
+def replay(
+    spec: LayoutSpec,
+    trace: list[tuple[str, int]],
+    check: Callable[[Compiled, Compiled], None] | None = None,
+) -> list[int]:
+    """Moved hosts per event: hosts visible before and after whose slot index changed."""
+    hosts: list[int] = []
+    speaker: int | None = None
+    previous = compile_(spec, hosts)
+    moves: list[int] = []
+    for kind, uid in trace:
+        if kind in ("join", "rejoin"):
+            hosts.append(uid)
+        elif kind == "leave":
+            hosts.remove(uid)
+        else:
+            speaker = uid
+        current = compile_(
+            spec, hosts, speaker=speaker if speaker in hosts else None, previous=previous
+        )
+        before, after = slot_map(previous), slot_map(current)
+        moves.append(sum(1 for h in before.keys() & after.keys() if before[h] != after[h]))
+        if check is not None:
+            check(previous, current)
+        previous = current
+    return moves
+
+
+class TestStability:
+    TRACE = churn_trace(seed=3, events=60)
+
+    def test_the_trace_is_long_and_varied(self) -> None:
+        kinds = {kind for kind, _ in self.TRACE}
+        assert len(self.TRACE) >= 40 and kinds == {"join", "leave", "rejoin", "speaker"}
+
+    def test_grid_stable_moves_fewer_hosts_than_ordered(self) -> None:
+        stable = replay(make_spec(stability="stable"), self.TRACE)
+        ordered = replay(make_spec(stability="ordered"), self.TRACE)
+        assert sum(stable) < sum(ordered)
+
+    def test_grid_stable_moves_only_hosts_whose_slot_vanished(self) -> None:
+        def minimal(before: Compiled, after: Compiled) -> None:
+            old, new = slot_map(before), slot_map(after)
+            count = len(after.placements)  # grid slots are 0..count-1
+            for uid in old.keys() & new.keys():
+                if old[uid] < count:
+                    assert new[uid] == old[uid], "a host whose slot still exists moved"
+            # a new host takes the lowest free slot
+            free = sorted(
+                set(range(count)) - {old[u] for u in old.keys() & new.keys() if old[u] < count}
+            )
+            newcomers = [u for u in after.visible if new[u] not in {old.get(u)}]
+            assert sorted(new[u] for u in newcomers) == free
+
+        replay(make_spec(stability="stable"), self.TRACE, check=minimal)
+
+    def test_speaker_stable_moves_at_most_the_swapped_pair(self) -> None:
+        def minimal(before: Compiled, after: Compiled) -> None:
+            old, new = slot_map(before), slot_map(after)
+            moved = {u for u in old.keys() & new.keys() if old[u] != new[u]}
+            # Only the new main (into slot 0) and the old main (out of it) may move.
+            allowed = {u for u in old.keys() & new.keys() if 0 in (old[u], new[u])}
+            assert moved <= allowed
+
+        stable = replay(make_spec("speaker", stripTiles=6), self.TRACE, check=minimal)
+        ordered = replay(make_spec("speaker", stripTiles=6, stability="ordered"), self.TRACE)
+        assert sum(stable) < sum(ordered)
+
+    def test_previous_may_be_a_compiled_or_an_assignment(self) -> None:
+        spec = make_spec()
+        first = compile_(spec, [1, 2, 3])
+        from_compiled = compile_(spec, [2, 3], previous=first)
+        from_slots = compile_(spec, [2, 3], previous=first.slots)
+        assert from_compiled == from_slots
+        assert slot_map(from_compiled) == {2: 1, 3: 0}  # 3's slot 2 vanished: it takes slot 0
+
+    def test_a_previous_of_another_template_is_ignored(self) -> None:
+        spec = make_spec()
+        foreign = SlotAssignment("speaker", ((2, 0), (1, 1)))
+        assert slot_map(compile_(spec, [1, 2], previous=foreign)) == {1: 0, 2: 1}
+
+    def test_slot_assignment_lookups(self) -> None:
+        slots = compile_(make_spec(), [5, 6]).slots
+        assert (slots.slot_of(6), slots.slot_of(7), slots.as_dict()) == (1, None, {5: 0, 6: 1})
+
+    def test_ordered_follows_the_order(self) -> None:
+        spec = make_spec(stability="ordered")
+        first = compile_(spec, [1, 2, 3])
+        assert slot_map(compile_(spec, [2, 3], previous=first)) == {2: 0, 3: 1}
+
+
+def test_placements_are_frozen_values() -> None:
+    placement = compile_(make_spec(), [1]).placements[0]
+    assert isinstance(placement, Placement)
+    with pytest.raises(AttributeError):
+        placement.x = 4  # type: ignore[misc]
