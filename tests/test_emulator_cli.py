@@ -1,0 +1,180 @@
+"""``layoutsync emulator``: flags, and one end-to-end run as a real process on loopback."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+from emulator_helpers import av_transcoder, body, update_params
+
+from layoutsync.cli import build_parser, main
+from layoutsync.cli.emulator import build_config
+
+
+def _config(*flags: str):
+    return build_config(build_parser().parse_args(["emulator", *flags]))
+
+
+def test_flags_build_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("LAYOUTSYNC_APP_ID", "LAYOUTSYNC_CUSTOMER_KEY", "LAYOUTSYNC_CUSTOMER_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    config = _config(
+        "--app-id",
+        "a1",
+        "--app-id",
+        "a2",
+        "--disabled-app-id",
+        "off",
+        "--qps",
+        "5",
+        "--retried-create",
+        "409",
+        "--echo-config",
+        "--fault",
+        "create:commit-500:2",
+        "--fault",
+        "any:delay",
+        "--fault-delay",
+        "3",
+        "--fault-rate",
+        "0.25",
+        "--fault-seed",
+        "11",
+        "--fault-actions",
+        "500,429",
+    )
+    assert config.app_ids == ("a1", "a2") and config.disabled_app_ids == ("off",)
+    assert (config.qps, config.retried_create, config.echo_config) == (5.0, 409, True)
+    assert [(f.kind, f.action.name, f.count) for f in config.faults] == [
+        ("create", "commit-500", 2),
+        ("any", "delay", 1),
+    ]
+    assert config.faults[1].action.delay == 3
+    assert config.random_faults is not None
+    assert config.random_faults.seed == 11
+    assert [a.name for a in config.random_faults.actions] == ["500", "429"]
+
+
+def test_credentials_default_to_the_client_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAYOUTSYNC_APP_ID", "env-app")
+    monkeypatch.setenv("LAYOUTSYNC_CUSTOMER_KEY", "env-key")
+    monkeypatch.setenv("LAYOUTSYNC_CUSTOMER_SECRET", "env-secret")
+    config = _config()
+    assert (config.app_ids, config.customer_key, config.customer_secret) == (
+        ("env-app",),
+        "env-key",
+        "env-secret",
+    )
+    assert "env-secret" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--fault", "create"], "KIND:ACTION"),
+        (["--fault", "sometimes:500"], "kind"),
+        (["--fault", "create:299"], "202 or 400..599"),
+        (["--fault", "create:commit-404"], "5xx"),
+        (["--fault-rate", "1.5"], "rate"),
+        (["--qps", "0"], "qps"),
+    ],
+)
+def test_bad_flags_exit_2_with_a_clear_message(
+    flags: list[str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["emulator", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and words in err
+    assert "Traceback" not in err
+
+
+# --- end to end ------------------------------------------------------------------------------
+
+
+def _lines(stream, into: queue.Queue) -> None:
+    for line in iter(stream.readline, ""):
+        into.put(line)
+    into.put(None)
+
+
+@pytest.mark.e2e
+def test_emulator_process_end_to_end(tmp_path: Path) -> None:
+    secret = "e2e-secret-value"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for name in ("LAYOUTSYNC_APP_ID", "LAYOUTSYNC_CUSTOMER_KEY", "LAYOUTSYNC_CUSTOMER_SECRET"):
+        env.pop(name, None)
+    command = [sys.executable, "-m", "layoutsync", "emulator", "--port", "0"]
+    command += ["--customer-key", "e2e-key", "--customer-secret", secret, "--app-id", "e2e-app"]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    output: queue.Queue = queue.Queue()
+    threading.Thread(target=_lines, args=(process.stdout, output), daemon=True).start()
+    seen: list[str] = []
+    try:
+        base_url = None
+        while base_url is None:
+            line = output.get(timeout=30)  # bounded wait for readiness
+            assert line is not None, "emulator exited early:\n" + "".join(seen)
+            seen.append(line)
+            found = re.search(r"listening on (http://127\.0\.0\.1:(\d+))", line)
+            if found:
+                base_url = found.group(1)
+                assert int(found.group(2)) > 0
+        with httpx.Client(base_url=base_url, auth=("e2e-key", secret), timeout=10) as client:
+            assert client.get("/_emulator/health").json()["ok"] is True
+            api = "/v1/projects/e2e-app/rtsc/cloud-transcoder"
+            token = client.post(f"{api}/builderTokens", json={"instanceId": "e2e"}).json()[
+                "tokenName"
+            ]
+            created = client.post(
+                f"{api}/tasks", params={"builderToken": token}, json=body(av_transcoder())
+            )
+            assert created.status_code == 200
+            assert created.headers["X-Request-ID"]
+            task_id = created.json()["taskId"]
+
+            fault = {"kind": "update", "action": "commit-drop"}
+            assert client.post("/_emulator/faults", json=fault).status_code == 200
+            changed = av_transcoder((101, 102, 103))
+            with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+                client.patch(
+                    f"{api}/tasks/{task_id}", params=update_params(token, 0), json=body(changed)
+                )
+            (task,) = client.get("/_emulator/tasks").json()["tasks"]
+            assert task["sequenceId"] == 0  # committed before the connection dropped
+
+            query = client.get(f"{api}/tasks/{task_id}", params={"builderToken": token})
+            assert query.status_code == 200
+            deleted = client.delete(f"{api}/tasks/{task_id}", params={"builderToken": token})
+            assert deleted.json()["status"] == "STOPPED"
+            gone = client.get(f"{api}/tasks/{task_id}", params={"builderToken": token})
+            assert gone.status_code == 404
+            unauthorised = httpx.get(f"{base_url}{api}/tasks/{task_id}")
+            assert unauthorised.status_code == 401 and unauthorised.headers["X-Request-ID"]
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+    while (line := output.get(timeout=5)) is not None:
+        seen.append(line)
+    printed = "".join(seen)
+    assert process.returncode == 0, printed
+    assert "e2e-key" in printed and "e2e-app" in printed
+    assert secret not in printed
+    assert "Traceback" not in printed
