@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .canonical import canonical_hash
-from .errors import SpecError
+from .errors import InternalCompilerError, SpecError
 from .geometry import FloatingFrames, Rect, SpeakerFrames, grid_tiles
 from .redact import redact
 from .spec import LayoutSpec, Watermark
@@ -44,10 +44,6 @@ _OVERLAY_Z = 1
 
 #: uid -> (slot, region, zOrder), what each template's placer returns.
 Placed = dict[int, tuple[int, Rect, int]]
-
-
-class InternalCompilerError(RuntimeError):
-    """The compiler produced a body the schema rejects: a bug in layoutsync, not in the spec."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@
     ├── SpecError              the user's layout spec is wrong (field + reason)
     ├── ValidationError        a request body breaks the schema or a semantic rule
     ├── StateError             the state store cannot be read or written
+    ├── InternalCompilerError  the compiler made a body the schema rejects (a layoutsync bug)
     ├── TransportError         the exchange with the service failed (no status)
     │   └── RequestTimeout     ... because it took longer than the timeout
     └── ApiError               the service answered with an error status
@@ -33,6 +34,7 @@ __all__ = [
     "FieldError",
     "Forbidden",
     "InstanceConflict",
+    "InternalCompilerError",
     "LayoutsyncError",
     "RateLimited",
     "RequestTimeout",
@@ -109,6 +111,13 @@ class ValidationError(_FieldErrors):
 
 class StateError(LayoutsyncError):
     """The state store failed; the previous state is left as it was."""
+
+
+class InternalCompilerError(LayoutsyncError):
+    """The compiler produced a body the schema rejects: a bug in layoutsync, not in the spec.
+
+    Raised instead of sending the body, so such a bug never reaches the service.
+    """
 
 
 class TransportError(LayoutsyncError):
