@@ -18,29 +18,44 @@ __all__ = ["configure", "get_logger"]
 
 
 def get_logger(**bound: Any) -> Any:
-    """A lazy structlog logger (reads ``configure`` on first use), with ``bound`` context."""
-    return structlog.get_logger("layoutsync").bind(**bound)
+    """A structlog logger with ``bound`` context.
+
+    Where the application configured structlog, its configuration is used. Where
+    nobody did, a library must not print debug lines into someone else's program:
+    the fallback logs info and above to stderr, redacted, as key=value.
+    """
+    if structlog.is_configured():
+        return structlog.get_logger("layoutsync").bind(**bound)
+    return structlog.wrap_logger(
+        structlog.PrintLogger(sys.stderr),
+        processors=_processors(_key_value()),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+    ).bind(**bound)
+
+
+def _key_value() -> Any:
+    return structlog.processors.KeyValueRenderer(
+        key_order=["timestamp", "level", "event"], drop_missing=True
+    )
+
+
+def _processors(renderer: Any) -> list[Any]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redact_processor,
+        renderer,
+    ]
 
 
 def configure(*, json: bool = False, level: str = "info", stream: TextIO | None = None) -> None:
     """Render as JSON lines (``json=True``, for the daemon) or key=value (terminals)."""
     out = stream or sys.stderr
-    renderer: Any
-    if json:
-        renderer = structlog.processors.JSONRenderer(sort_keys=True)
-    else:
-        renderer = structlog.processors.KeyValueRenderer(
-            key_order=["timestamp", "level", "event"], drop_missing=True
-        )
+    renderer = structlog.processors.JSONRenderer(sort_keys=True) if json else _key_value()
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            redact_processor,
-            renderer,
-        ],
+        processors=_processors(renderer),
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
