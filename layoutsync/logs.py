@@ -18,19 +18,53 @@ __all__ = ["configure", "get_logger"]
 
 
 def get_logger(**bound: Any) -> Any:
-    """A structlog logger with ``bound`` context.
+    """A logger with ``bound`` context that follows structlog's configuration at each call.
 
-    Where the application configured structlog, its configuration is used. Where
-    nobody did, a library must not print debug lines into someone else's program:
-    the fallback logs info and above to stderr, redacted, as key=value.
+    Where the application configured structlog (or a test captures logs), that
+    configuration is used, even for loggers made before it. Where nobody did, a
+    library must not print debug lines into someone else's program: the fallback
+    logs info and above to stderr, redacted, as key=value.
     """
-    if structlog.is_configured():
-        return structlog.get_logger("layoutsync").bind(**bound)
+    return _LibraryLogger(bound)
+
+
+class _LibraryLogger:
+    """Resolved on every call, so a Client made before ``configure()`` still obeys it."""
+
+    __slots__ = ("_bound",)
+
+    def __init__(self, bound: dict[str, Any]) -> None:
+        self._bound = bound
+
+    def bind(self, **more: Any) -> _LibraryLogger:
+        return _LibraryLogger({**self._bound, **more})
+
+    def new(self, **values: Any) -> _LibraryLogger:
+        return _LibraryLogger(values)
+
+    def unbind(self, *keys: str) -> _LibraryLogger:
+        return _LibraryLogger({k: v for k, v in self._bound.items() if k not in keys})
+
+    def is_enabled_for(self, level: int) -> bool:
+        """Whether an event at ``level`` would be kept (skip building dropped debug events)."""
+        enabled = getattr(self._resolve(), "is_enabled_for", None)
+        return bool(enabled(level)) if callable(enabled) else True
+
+    def __getattr__(self, method: str) -> Any:
+        return getattr(self._resolve(), method)
+
+    def _resolve(self) -> Any:
+        if structlog.is_configured():
+            return structlog.get_logger("layoutsync").bind(**self._bound)
+        return _fallback().bind(**self._bound)
+
+
+def _fallback() -> Any:
     return structlog.wrap_logger(
         structlog.PrintLogger(sys.stderr),
         processors=_processors(_key_value()),
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-    ).bind(**bound)
+    )
 
 
 def _key_value() -> Any:

@@ -113,10 +113,6 @@ class _BaseClient:
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._on_response = on_response
         self._log = get_logger(component="api", app_id=self.app_id)
-        # structlog's filtering loggers fix their level when bound: skip building the debug
-        # event when it would be dropped. Other wrapper classes decide per call.
-        enabled = getattr(self._log, "is_enabled_for", None)
-        self._log_responses = bool(enabled(logging.DEBUG)) if callable(enabled) else True
         self._closed = False
         # The base URL and the Request's encoded target make an absolute URL: httpx then
         # neither merges it with its base_url nor encodes params (a third of a call's cost).
@@ -161,7 +157,7 @@ class _BaseClient:
         """Log one exchange at debug level (query masked) and pass it to ``on_response``."""
         request = step.request
         error_name = type(error).__name__ if error is not None else None
-        if self._log_responses:
+        if self._log.is_enabled_for(logging.DEBUG):
             self._log.debug(
                 "api.response",
                 call=request.call.value,
