@@ -1,0 +1,239 @@
+"""Shared set-up for the session tests: specs, an in-process emulator, clients that never wait."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from layoutsync.api.client import AsyncClient, Client, RetryPolicy
+from layoutsync.emulator import (
+    DEFAULT_APP_ID,
+    DEFAULT_CUSTOMER_KEY,
+    DEFAULT_CUSTOMER_SECRET,
+    Emulator,
+    EmulatorConfig,
+    ManualClock,
+    SyncASGITransport,
+    create_app,
+)
+from layoutsync.redact import redact
+from layoutsync.spec import LayoutSpec, load_spec
+
+IN_TOKEN = "input-SECRET-token-0001"
+OUT_TOKEN = "output-SECRET-token-0002"
+CHANNEL = "room7"
+
+GRID: dict[str, Any] = {
+    "instanceId": "room7-grid",
+    "input": {"channel": CHANNEL, "token": IN_TOKEN},
+    "output": {
+        "channel": "room7-live",
+        "uid": 9000,
+        "token": OUT_TOKEN,
+        "video": {"width": 1280, "height": 720, "fps": 15, "codec": "H264", "bitrate": 1500},
+    },
+    "canvas": {"color": 0},
+    "placeholderImage": "https://cdn.example.com/offline.png",
+    "idleTimeout": 60,
+    "layout": {"template": "grid", "gap": 8, "padding": 16, "aspect": "16:9", "maxTiles": 16},
+}
+
+
+def spec_doc(**changes: Any) -> dict[str, Any]:
+    """The grid spec with top-level keys replaced (``canvas={"color": 255}``...)."""
+    doc = copy.deepcopy(GRID)
+    doc.update(changes)
+    return doc
+
+
+def make_spec(**changes: Any) -> LayoutSpec:
+    return load_spec(spec_doc(**changes))
+
+
+class Clock:
+    """The session's wall clock, moved by hand (token ages, idle spells)."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def no_wait(_seconds: float) -> None:
+    return None
+
+
+async def no_wait_async(_seconds: float) -> None:
+    return None
+
+
+class Emulated:
+    """An in-process emulator with its own manual clock, and clients wired to it."""
+
+    def __init__(self, **config: Any) -> None:
+        self.emulator = Emulator(EmulatorConfig(**config), clock=ManualClock())
+        self.app = create_app(emulator=self.emulator)
+        self._transports: list[SyncASGITransport] = []
+
+    def client(self, *, retries: int = 3) -> Client:
+        transport = SyncASGITransport(self.app)
+        self._transports.append(transport)
+        return Client(
+            base_url="http://emulator.test",
+            app_id=DEFAULT_APP_ID,
+            customer_key=DEFAULT_CUSTOMER_KEY,
+            customer_secret=DEFAULT_CUSTOMER_SECRET,
+            transport=transport,
+            retry=RetryPolicy(delays=(0.0,) * retries, jitter=0.0),
+            sleep=no_wait,
+        )
+
+    def async_client(self, *, retries: int = 3) -> AsyncClient:
+        return AsyncClient(
+            base_url="http://emulator.test",
+            app_id=DEFAULT_APP_ID,
+            customer_key=DEFAULT_CUSTOMER_KEY,
+            customer_secret=DEFAULT_CUSTOMER_SECRET,
+            transport=httpx.ASGITransport(app=self.app),
+            retry=RetryPolicy(delays=(0.0,) * retries, jitter=0.0),
+            sleep=no_wait_async,
+        )
+
+    def close(self) -> None:
+        for transport in self._transports:
+            transport.close()
+
+    # --- what the service holds -----------------------------------------------------------------
+
+    def tasks(self, instance_id: str | None = None) -> list[dict[str, Any]]:
+        return [
+            t
+            for t in self.emulator.tasks()
+            if instance_id is None or t["instanceId"] == instance_id
+        ]
+
+    def only_task(self, instance_id: str) -> dict[str, Any]:
+        tasks = self.tasks(instance_id)
+        assert len(tasks) == 1, f"expected one task for {instance_id}, found {len(tasks)}"
+        return tasks[0]
+
+    def calls(self, kind: str) -> int:
+        """How many requests of ``kind`` reached the service (any status)."""
+        return len(self.emulator.requests(kind))
+
+    def mutating_calls(self) -> int:
+        return sum(self.calls(kind) for kind in ("acquire", "create", "update", "delete"))
+
+    def stale_updates(self) -> int:
+        return sum(t["staleUpdates"] for t in self.tasks())
+
+    def host_absent(self, *uids: int, channel: str = CHANNEL) -> None:
+        for uid in uids:
+            self.emulator.set_present(channel, uid, False)
+
+    def host_present(self, *uids: int, channel: str = CHANNEL) -> None:
+        for uid in uids:
+            self.emulator.set_present(channel, uid, True)
+
+
+def live_equals_desired(emulated: Emulated, instance_id: str, body: dict[str, Any] | None) -> bool:
+    """The task's last applied config (tokens masked) equals the desired body's, masked."""
+    task = emulated.only_task(instance_id)
+    assert body is not None
+    wanted = redact(body)["services"]["cloudTranscoder"]["config"]
+    return bool(task["config"] == wanted)
+
+
+def each_secret() -> Iterator[str]:
+    yield IN_TOKEN
+    yield OUT_TOKEN
+
+
+# --- a real `layoutsync emulator` process -------------------------------------------------------
+
+
+class EmulatorProcess:
+    """``layoutsync emulator --port 0`` as a child process, with its admin API at hand."""
+
+    def __init__(self, base_url: str, process: subprocess.Popen[str]) -> None:
+        self.base_url = base_url
+        self.process = process
+        self.admin = httpx.Client(base_url=base_url, timeout=10)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The client's environment for this emulator (what `layoutsync apply` reads)."""
+        return {
+            "LAYOUTSYNC_BASE_URL": self.base_url,
+            "LAYOUTSYNC_APP_ID": DEFAULT_APP_ID,
+            "LAYOUTSYNC_CUSTOMER_KEY": DEFAULT_CUSTOMER_KEY,
+            "LAYOUTSYNC_CUSTOMER_SECRET": DEFAULT_CUSTOMER_SECRET,
+        }
+
+    def tasks(self, instance_id: str | None = None) -> list[dict[str, Any]]:
+        tasks: list[dict[str, Any]] = self.admin.get("/_emulator/tasks").json()["tasks"]
+        return [t for t in tasks if instance_id is None or t["instanceId"] == instance_id]
+
+    def requests(self) -> list[dict[str, Any]]:
+        return list(self.admin.get("/_emulator/requests").json()["requests"])
+
+    def mutating_calls(self) -> int:
+        kinds = ("acquire", "create", "update", "delete")
+        return sum(1 for r in self.requests() if r["kind"] in kinds)
+
+    def calls(self, kind: str) -> int:
+        return sum(1 for r in self.requests() if r["kind"] == kind)
+
+
+def _pump(stream: Any, into: queue.Queue[str | None]) -> None:
+    for line in iter(stream.readline, ""):
+        into.put(line)
+    into.put(None)
+
+
+@contextlib.contextmanager
+def emulator_process(*flags: str) -> Iterator[EmulatorProcess]:
+    """Start the emulator on a free loopback port; stop it (SIGTERM) afterwards."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for name in ("LAYOUTSYNC_APP_ID", "LAYOUTSYNC_CUSTOMER_KEY", "LAYOUTSYNC_CUSTOMER_SECRET"):
+        env.pop(name, None)
+    command = [sys.executable, "-m", "layoutsync", "emulator", "--port", "0", *flags]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True).start()
+    running: EmulatorProcess | None = None
+    try:
+        seen: list[str] = []
+        while running is None:
+            line = lines.get(timeout=30)
+            assert line is not None, "the emulator exited early:\n" + "".join(seen)
+            seen.append(line)
+            found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+            if found:
+                running = EmulatorProcess(found.group(1), process)
+        yield running
+    finally:
+        if running is not None:
+            running.admin.close()
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
