@@ -8,15 +8,19 @@ or an absolute figure with its goal stated beside it.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
+import logging
 import pkgutil
 import statistics
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-__all__ = ["BenchOptions", "Figure", "discover", "measure", "median_seconds"]
+import structlog
+
+__all__ = ["BenchOptions", "Figure", "discover", "measure", "median_seconds", "quiet_logs"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +65,22 @@ def measure(fn: Callable[[], object], *, budget: float = 0.3, rounds: int = 15) 
     once = max(time.perf_counter() - start, 1e-7)
     inner = max(1, int(budget / rounds / once))
     return median_seconds(fn, rounds=rounds, inner=inner)
+
+
+@contextlib.contextmanager
+def quiet_logs(level: int = logging.WARNING) -> Iterator[None]:
+    """Drop log events below ``level`` while measuring (as the CLI and daemon would), and put
+    structlog's configuration back after."""
+    configured = structlog.is_configured()
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))
+    try:
+        yield
+    finally:
+        if configured:
+            structlog.configure(**saved)
+        else:
+            structlog.reset_defaults()
 
 
 def discover() -> Iterable[tuple[str, Callable[[BenchOptions], list[Figure]]]]:

@@ -18,22 +18,20 @@ configure it), so the per-response debug event is filtered out.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import orjson
-import structlog
 
 from ..api.client import AsyncClient, Client
 from ..api.protocol import UPDATE_MASK
-from . import BenchOptions, Figure, median_seconds
+from . import BenchOptions, Figure, median_seconds, quiet_logs
 
 __all__ = ["run"]
 
@@ -109,21 +107,6 @@ def _body(hosts: int = 16) -> dict[str, Any]:
             }
         }
     }
-
-
-@contextlib.contextmanager
-def _logging_at_info() -> Iterator[None]:
-    """Filter debug events as the CLI and daemon do, and put the configuration back after."""
-    configured = structlog.is_configured()
-    saved = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
-    try:
-        yield
-    finally:
-        if configured:
-            structlog.configure(**saved)
-        else:
-            structlog.reset_defaults()
 
 
 def _update_query(sequence: int) -> tuple[tuple[str, str], ...]:
@@ -278,7 +261,7 @@ def run(options: BenchOptions) -> list[Figure]:
         "customer_secret": "bench-secret",
     }
     figures: list[Figure] = []
-    with _logging_at_info():
+    with quiet_logs(logging.INFO):
         transport = httpx.MockTransport(_answer)
         with Client(transport=transport, **settings) as client:
             raw = httpx.Client(

@@ -12,20 +12,17 @@ uid, so every body is new and its validation is never a cache hit.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import itertools
-import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import jsonschema
 import orjson
-import structlog
 from deepdiff import DeepDiff
 
 from .._resources import load_schema
@@ -36,7 +33,7 @@ from ..compile import compile_layout
 from ..plan import Live, make_plan
 from ..spec import load_spec
 from ..store import MemoryStore, SqliteStore, StateStore
-from . import BenchOptions, Figure, measure
+from . import BenchOptions, Figure, measure, quiet_logs
 from .compile import GRID_16
 
 __all__ = ["run"]
@@ -87,24 +84,8 @@ def _changer(session: Session, first_uid: int) -> Callable[[], object]:
     return change
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Drop log events below warning while measuring (one info line per reconcile would
-    otherwise be timed, and printed); put the configuration back after."""
-    configured = structlog.is_configured()
-    saved = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    try:
-        yield
-    finally:
-        if configured:
-            structlog.configure(**saved)
-        else:
-            structlog.reset_defaults()
-
-
 def run(options: BenchOptions) -> list[Figure]:
-    with _quiet():
+    with quiet_logs():
         return _run(options)
 
 

@@ -7,7 +7,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FileProblem", "eprint", "read_json_file"]
+__all__ = [
+    "MAX_UID",
+    "FileProblem",
+    "UsageProblem",
+    "eprint",
+    "parse_hosts",
+    "parse_uid",
+    "read_json_file",
+]
+
+#: Agora uids are unsigned 32-bit; 0 is not a host.
+MAX_UID = 4294967295
 
 
 class FileProblem(Exception):
@@ -33,3 +44,21 @@ def read_json_file(path: str) -> Any:
 
 def eprint(*parts: object) -> None:
     print(*parts, file=sys.stderr)
+
+
+class UsageProblem(Exception):
+    """A flag's value is malformed: the CLI exits 2 with the message."""
+
+
+def parse_uid(text: str, option: str) -> int:
+    value = text.strip()
+    if not value.isdigit() or not 1 <= int(value) <= MAX_UID:
+        raise UsageProblem(f"{option}: {text!r} is not a host uid (an integer 1..{MAX_UID})")
+    return int(value)
+
+
+def parse_hosts(text: str) -> list[int]:
+    """``"101, 102,103"`` -> [101, 102, 103]; an empty string is no hosts."""
+    if not text.strip():
+        return []
+    return [parse_uid(part, "--hosts") for part in text.split(",")]

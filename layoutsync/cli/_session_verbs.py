@@ -21,8 +21,7 @@ from ..logs import configure
 from ..plan import Plan
 from ..spec import LayoutSpec, load_spec
 from ..store import MemoryStore, SqliteStore, StateStore
-from ._common import eprint
-from .compile import _UsageProblem, parse_hosts, parse_uid
+from ._common import UsageProblem, eprint, parse_hosts, parse_uid
 
 __all__ = [
     "DEFAULT_STATE",
@@ -83,7 +82,7 @@ def open_session(
         try:
             hosts = parse_hosts(args.hosts)
             speaker = None if args.speaker is None else parse_uid(args.speaker, "--speaker")
-        except _UsageProblem as exc:
+        except UsageProblem as exc:
             eprint(f"error: {exc}")
             return None
         session.set_hosts(hosts)

@@ -14,13 +14,7 @@ from pathlib import Path
 
 from ..compile import Compiled, compile_layout
 from ..spec import SpecFileError, load_spec
-from ._common import eprint
-
-_MAX_UID = 4294967295
-
-
-class _UsageProblem(Exception):
-    pass
+from ._common import UsageProblem, eprint, parse_hosts, parse_uid
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,25 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def parse_uid(text: str, option: str) -> int:
-    value = text.strip()
-    if not value.isdigit() or not 1 <= int(value) <= _MAX_UID:
-        raise _UsageProblem(f"{option}: {text!r} is not a host uid (an integer 1..{_MAX_UID})")
-    return int(value)
-
-
-def parse_hosts(text: str) -> list[int]:
-    """``"101, 102,103"`` -> [101, 102, 103]; an empty string is no hosts."""
-    if not text.strip():
-        return []
-    return [parse_uid(part, "--hosts") for part in text.split(",")]
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         hosts = parse_hosts(args.hosts)
         speaker = None if args.speaker is None else parse_uid(args.speaker, "--speaker")
-    except _UsageProblem as exc:
+    except UsageProblem as exc:
         eprint(f"error: {exc}")
         return 2
     try:
