@@ -1,14 +1,30 @@
 """layoutsync: declarative multi-host layouts for Agora's Cloud Transcoder.
 
-spec -> compile -> validate -> plan -> apply -> store.
+The pipeline, one module per stage: spec -> compile -> validate -> plan ->
+apply -> store. ``Session`` runs it on every host join or leave; the API
+client lives in ``layoutsync.api``, the emulator in ``layoutsync.emulator``
+and the sync daemon in ``layoutsync.daemon``.
 """
 
+from .api import (
+    Accepted,
+    AsyncClient,
+    BuilderToken,
+    Client,
+    MalformedResponse,
+    RetryPolicy,
+    Task,
+    Updated,
+)
+from .apply import AsyncSession, ReconcileResult, Session, SessionStatus, UnknownTaskConflict
+from .compile import Compiled, Placement, SlotAssignment, compile_layout
 from .errors import (
     ApiError,
     BadRequest,
     FieldError,
     Forbidden,
     InstanceConflict,
+    InternalCompilerError,
     LayoutsyncError,
     RateLimited,
     RequestTimeout,
@@ -20,25 +36,57 @@ from .errors import (
     Unauthorized,
     ValidationError,
 )
-from .validate import validate_request
+from .plan import HostChange, Plan
+from .spec import LayoutSpec, SpecFileError, load_spec
+from .store import MemoryStore, SessionState, SqliteStore, StateStore
+from .validate import check_request, validate_request
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Accepted",
     "ApiError",
+    "AsyncClient",
+    "AsyncSession",
     "BadRequest",
+    "BuilderToken",
+    "Client",
+    "Compiled",
     "FieldError",
     "Forbidden",
+    "HostChange",
     "InstanceConflict",
+    "InternalCompilerError",
+    "LayoutSpec",
     "LayoutsyncError",
+    "MalformedResponse",
+    "MemoryStore",
+    "Placement",
+    "Plan",
     "RateLimited",
+    "ReconcileResult",
     "RequestTimeout",
+    "RetryPolicy",
     "ServerError",
+    "Session",
+    "SessionState",
+    "SessionStatus",
+    "SlotAssignment",
     "SpecError",
+    "SpecFileError",
+    "SqliteStore",
     "StateError",
+    "StateStore",
+    "Task",
     "TaskNotFound",
     "TransportError",
     "Unauthorized",
+    "UnknownTaskConflict",
+    "Updated",
     "ValidationError",
+    "__version__",
+    "check_request",
+    "compile_layout",
+    "load_spec",
     "validate_request",
 ]
