@@ -255,14 +255,9 @@ def _place_speaker(
 ) -> Placed:
     frames = spec.frames
     assert isinstance(frames, SpeakerFrames)
-    main, others = _main_and_others(spec, order, speaker)
-    if main is None:
-        return {}
-    placed: Placed = {main: (0, frames.main if others else frames.alone, _MAIN_Z)}
-    strip = range(1, len(frames.strip) + 1)
-    for uid, slot in _assign(others, strip, prior, _stable(spec)).items():
-        placed[uid] = (slot, frames.strip[slot - 1], _MAIN_Z)
-    return placed
+    return _place_main_and_rest(
+        spec, order, speaker, prior, frames.main, frames.alone, frames.strip, _MAIN_Z
+    )
 
 
 def _place_floating(
@@ -270,13 +265,29 @@ def _place_floating(
 ) -> Placed:
     frames = spec.frames
     assert isinstance(frames, FloatingFrames)
+    return _place_main_and_rest(
+        spec, order, speaker, prior, frames.main, frames.main, frames.overlays, _OVERLAY_Z
+    )
+
+
+def _place_main_and_rest(
+    spec: LayoutSpec,
+    order: tuple[int, ...],
+    speaker: int | None,
+    prior: Mapping[int, int],
+    main_rect: Rect,
+    alone_rect: Rect,
+    rest: Sequence[Rect],
+    rest_z: int,
+) -> Placed:
+    """Slot 0 is the main host (``alone_rect`` when nobody else is there); slots 1.. the rest."""
     main, others = _main_and_others(spec, order, speaker)
     if main is None:
         return {}
-    placed: Placed = {main: (0, frames.main, _MAIN_Z)}
-    overlays = range(1, len(frames.overlays) + 1)
-    for uid, slot in _assign(others, overlays, prior, _stable(spec)).items():
-        placed[uid] = (slot, frames.overlays[slot - 1], _OVERLAY_Z)
+    placed: Placed = {main: (0, main_rect if others else alone_rect, _MAIN_Z)}
+    cells = range(1, len(rest) + 1)
+    for uid, slot in _assign(others, cells, prior, _stable(spec)).items():
+        placed[uid] = (slot, rest[slot - 1], rest_z)
     return placed
 
 
