@@ -1,0 +1,680 @@
+"""The daemon's core: sessions, the work queue, its workers, resync and spec reloads.
+
+Level-triggered, as a Kubernetes controller: an event (API call, webhook,
+spec edit) only changes a session's desired state and marks its name dirty
+in the ``WorkQueue``. A worker later reconciles the session from its current
+desired state, whatever the events were. The reconcile outcome follows
+controller-runtime's contract:
+
+- success: the key's backoff is forgotten;
+- a retryable error (5xx, timeouts, 429, 409, a store failure): the key is
+  queued again after ``BackoffLimiter.when`` (exponential, jittered);
+- a terminal error (the spec cannot be compiled, a body the schema rejects,
+  a 400): not retried, because retrying cannot help; the next change to the
+  session or the next resync tries again.
+
+A periodic resync marks every session for a ``refresh()`` (a Query: does
+the task still exist?) followed by a reconcile, spread over the period with
+jitter, and never using more than ``resync_share`` of the outgoing rate
+budget, so ten thousand sessions do not starve event-driven work.
+
+Nothing here speaks HTTP: ``layoutsync.daemon.app`` maps routes onto
+``Daemon`` methods, and tests can drive a ``Daemon`` directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ..apply import AsyncSession, ReconcileResult
+from ..errors import BadRequest, LayoutsyncError, SpecError, StateError, ValidationError
+from ..logs import get_logger
+from ..spec import LayoutSpec
+from ..store import StateStore
+from .config import ConfigChanges, ConfigError, LoadedSpec, SpecCatalog, watch_specs
+from .metrics import DaemonMetrics
+from .queue import BackoffLimiter, QueueShutDown, WorkQueue
+from .ratelimit import DEFAULT_BURST, DEFAULT_QPS, RateLimitedTransport, TokenBucket
+from .webhooks import ClientSeqTracker, Notification
+
+__all__ = [
+    "MAX_UID",
+    "TERMINAL_ERRORS",
+    "Daemon",
+    "DaemonSettings",
+    "ManagedSession",
+    "UnknownSession",
+    "WebhookOutcome",
+    "build_client",
+    "check_uid",
+]
+
+MAX_UID = 2**32 - 1
+
+#: Errors a retry cannot fix: wait for the next change instead of hammering.
+TERMINAL_ERRORS: tuple[type[BaseException], ...] = (SpecError, ValidationError, BadRequest)
+
+
+class UnknownSession(LayoutsyncError):
+    """No session has that name (the HTTP API answers 404)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no session named {name!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSettings:
+    """Tuning knobs; the CLI flags map one to one."""
+
+    config: Path
+    state: Path = Path("layoutsync.db")
+    debounce: float = 0.2
+    concurrency: int = 16
+    qps: float = DEFAULT_QPS
+    burst: int = DEFAULT_BURST
+    resync: float = 300.0
+    resync_share: float = 0.5
+    backoff_base: float = 1.0
+    backoff_cap: float = 300.0
+    drain_timeout: float = 20.0
+    watch: bool = True
+    poll_interval: float = 2.0
+    seq_retention: float = 60.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.debounce < 0:
+            problems.append(f"debounce must be >= 0 seconds, got {self.debounce}")
+        if self.concurrency < 1:
+            problems.append(f"concurrency must be >= 1, got {self.concurrency}")
+        if self.qps <= 0:
+            problems.append(f"qps must be > 0, got {self.qps}")
+        if self.burst < 1:
+            problems.append(f"burst must be >= 1, got {self.burst}")
+        if self.resync <= 0:
+            problems.append(f"resync must be > 0 seconds, got {self.resync}")
+        if not 0 < self.resync_share <= 1:
+            problems.append(f"resync_share must be in (0, 1], got {self.resync_share}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+@dataclass(slots=True, eq=False)
+class ManagedSession:
+    """A session the daemon manages: the library ``AsyncSession`` plus where its spec came from."""
+
+    name: str
+    path: Path
+    spec: LayoutSpec
+    session: AsyncSession
+    last_result: ReconcileResult | None = None
+    last_error: str | None = None
+    last_reconciled_at: float | None = None
+    reconciles: int = 0
+
+    @property
+    def input_channel(self) -> str:
+        return str(self.spec.input_channel)
+
+    def is_own_output(self, channel: str, uid: int) -> bool:
+        """The transcoder's own output stream, seen as a host of ``channel``: never a host."""
+        return uid == self.spec.output_uid and channel == self.spec.output_channel
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookOutcome:
+    """What one NCS notification did: the sessions it changed, or why it was ignored."""
+
+    event_type: int
+    applied: tuple[str, ...] = ()
+    ignored: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"ok": True, "eventType": self.event_type}
+        if self.ignored is not None:
+            out["ignored"] = self.ignored
+        else:
+            out["sessions"] = list(self.applied)
+        return out
+
+
+def check_uid(value: object, where: str = "uid", *, text: bool = False) -> int:
+    """A host uid: an integer 1..2^32-1; with ``text``, its decimal form (a URL path segment)."""
+    if text and isinstance(value, str):
+        if not value.isascii() or not value.isdigit():
+            raise ValueError(f"{where}: {value!r} is not an integer uid (1..{MAX_UID})")
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{where}: {value!r} is not an integer uid (1..{MAX_UID})")
+    if not 1 <= value <= MAX_UID:
+        raise ValueError(f"{where}: {value} is outside 1..{MAX_UID}")
+    return value
+
+
+def build_client(
+    settings: DaemonSettings,
+    metrics: DaemonMetrics,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    bucket: TokenBucket | None = None,
+    **client_options: Any,
+) -> Any:
+    """An ``AsyncClient`` whose every request takes a token and is counted.
+
+    The token bucket wraps the transport (the real one, or e.g.
+    ``httpx.ASGITransport`` over the emulator in tests), below the client's
+    retry loop; the client's ``on_response`` hook feeds the call counters.
+    Credentials and base URL come from ``client_options`` or the environment.
+    """
+    from ..api.client import AsyncClient
+
+    base = transport if transport is not None else httpx.AsyncHTTPTransport()
+    limited = RateLimitedTransport(base, bucket or TokenBucket(settings.qps, settings.burst))
+    return AsyncClient(transport=limited, on_response=metrics.observe_response, **client_options)
+
+
+def _default_session_factory(
+    spec: LayoutSpec, *, client: Any, store: StateStore, name: str
+) -> AsyncSession:
+    return AsyncSession(spec, client=client, store=store, name=name)
+
+
+class Daemon:
+    """Every session of one daemon process, and the machinery that keeps them in sync."""
+
+    def __init__(
+        self,
+        settings: DaemonSettings,
+        *,
+        client: Any,
+        store: StateStore,
+        catalog: SpecCatalog | None = None,
+        metrics: DaemonMetrics | None = None,
+        session_factory: Callable[..., AsyncSession] = _default_session_factory,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.store = store
+        self.catalog = catalog if catalog is not None else SpecCatalog(settings.config)
+        self.metrics = metrics if metrics is not None else DaemonMetrics()
+        self._session_factory = session_factory
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self.queue: WorkQueue[str] = WorkQueue(debounce=settings.debounce, clock=clock)
+        self.limiter: BackoffLimiter[str] = BackoffLimiter(
+            base=settings.backoff_base, cap=settings.backoff_cap, rng=self._rng
+        )
+        self.seqs = ClientSeqTracker(retention=settings.seq_retention)
+        self._sessions: dict[str, ManagedSession] = {}
+        self._retiring: dict[str, ManagedSession] = {}
+        self._by_channel: dict[str, tuple[ManagedSession, ...]] = {}
+        self._refresh_due: set[str] = set()
+        self._reported: dict[str, ConfigError] = {}
+        self._in_flight = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._workers: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._loaded = False
+        self._stopping = False
+        self.metrics.bind(
+            queue_depth=lambda: len(self.queue),
+            in_flight=lambda: self._in_flight,
+            sessions=lambda: len(self._sessions),
+            config_errors=lambda: len(self.catalog.errors),
+        )
+
+    @property
+    def _log(self) -> Any:
+        # Looked up per use, so a ``configure`` after construction still applies.
+        return get_logger(component="daemon")
+
+    # --- sessions -------------------------------------------------------------------------
+
+    def load(self, changes: ConfigChanges | None = None) -> ConfigChanges:
+        """Create a session per accepted spec (the first scan, before ``start``).
+
+        Raises ``LayoutsyncError`` listing every spec that failed, so the
+        daemon refuses to start rather than run half its sessions.
+        """
+        changes = changes if changes is not None else self.catalog.scan()
+        if changes.failed:
+            raise SpecError(
+                [_field_error(error) for error in changes.failed],
+                source=f"{len(changes.failed)} spec file(s) under {self.catalog.path} failed",
+            )
+        for loaded in changes.added:
+            self._add(loaded)
+        self._loaded = True
+        return changes
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(sorted(self._sessions))
+
+    def get(self, name: str) -> ManagedSession:
+        try:
+            return self._sessions[name]
+        except KeyError:
+            raise UnknownSession(name) from None
+
+    def sessions_for_channel(self, channel: str) -> tuple[ManagedSession, ...]:
+        return self._by_channel.get(channel, ())
+
+    def _add(self, loaded: LoadedSpec) -> ManagedSession:
+        retiring = self._retiring.pop(loaded.name, None)
+        if retiring is not None:
+            # Re-added while its removal is pending: keep the one object, so two
+            # sessions never share one state row.
+            managed = retiring
+            managed.path = loaded.path
+            if managed.spec is not loaded.spec:
+                managed.session.replace_spec(loaded.spec)
+                managed.spec = loaded.spec
+        else:
+            session = self._session_factory(
+                loaded.spec, client=self.client, store=self.store, name=loaded.name
+            )
+            managed = ManagedSession(loaded.name, loaded.path, loaded.spec, session)
+        self._sessions[loaded.name] = managed
+        self._index_add(managed)
+        return managed
+
+    def _index_add(self, managed: ManagedSession) -> None:
+        """Index ``managed`` by its input channel (a webhook names only the channel)."""
+        channel = managed.input_channel
+        group = self._by_channel.get(channel, ())
+        if not any(member is managed for member in group):
+            self._by_channel[channel] = (*group, managed)
+
+    def _index_remove(self, managed: ManagedSession, channel: str) -> None:
+        group = tuple(m for m in self._by_channel.get(channel, ()) if m is not managed)
+        if group:
+            self._by_channel[channel] = group
+        else:
+            self._by_channel.pop(channel, None)
+
+    # --- desired state (called by the HTTP layer; synchronous, answers at once) -------------
+
+    def host_joined(self, name: str, uid: int, *, source: str = "api") -> None:
+        managed = self.get(name)
+        managed.session.host_joined(uid)
+        self._changed(managed, source, "join")
+
+    def host_left(self, name: str, uid: int, *, source: str = "api") -> None:
+        managed = self.get(name)
+        managed.session.host_left(uid)
+        self._changed(managed, source, "leave")
+
+    def set_hosts(self, name: str, uids: Iterable[int]) -> None:
+        managed = self.get(name)
+        managed.session.set_hosts(list(uids))
+        self._changed(managed, "api", "hosts")
+
+    def set_speaker(self, name: str, uid: int | None) -> None:
+        managed = self.get(name)
+        managed.session.set_speaker(uid)
+        self._changed(managed, "api", "speaker")
+
+    def _changed(self, managed: ManagedSession, source: str, kind: str) -> None:
+        if source == "api":
+            self.metrics.events.labels(source, kind).inc()
+        self.queue.add(managed.name)
+
+    def handle_notification(self, notification: Notification) -> WebhookOutcome:
+        """Apply one verified NCS notification to every session of its channel."""
+        self.metrics.events.labels("webhook", str(notification.event_type)).inc()
+        event = notification.host_event
+        if event is None:
+            return self._ignored(notification, "event type not handled")
+        targets = self._by_channel.get(event.channel, ())
+        if not targets:
+            return self._ignored(notification, "no session for this channel")
+        if not self.seqs.accept(event, self._clock()):
+            return self._ignored(notification, "clientSeq not above the last seen")
+        applied = []
+        for managed in targets:
+            if managed.is_own_output(event.channel, event.uid):
+                continue
+            if event.joined:
+                managed.session.host_joined(event.uid)
+            else:
+                managed.session.host_left(event.uid)
+            self.queue.add(managed.name)
+            applied.append(managed.name)
+        if not applied:
+            return self._ignored(notification, "the transcoder's own output uid")
+        return WebhookOutcome(notification.event_type, applied=tuple(applied))
+
+    def _ignored(self, notification: Notification, reason: str) -> WebhookOutcome:
+        self.metrics.events_ignored.labels(reason).inc()
+        return WebhookOutcome(notification.event_type, ignored=reason)
+
+    # --- reconciling ------------------------------------------------------------------------
+
+    async def reconcile_now(self, name: str) -> ReconcileResult | None:
+        """Reconcile one session at once (``POST .../reconcile``) and return the result."""
+        managed = self.get(name)
+        if not self.queue.is_processing(name):
+            self.queue.forget(name)  # this reconcile reads the latest desired state
+        error = await self._reconcile(managed, refresh=False)
+        if error is None:
+            self.limiter.forget(name)
+        return managed.last_result
+
+    async def _reconcile(self, managed: ManagedSession, *, refresh: bool) -> BaseException | None:
+        """One refresh-then-reconcile of ``managed``; returns the error, if any."""
+        log = self._log.bind(session=managed.name, instanceId=managed.spec.instance_id)
+        started = time.perf_counter()
+        self._in_flight += 1
+        error: BaseException | None = None
+        result: Any = None
+        try:
+            if refresh:
+                await managed.session.refresh()
+            result = await managed.session.reconcile()
+            error = getattr(result, "error", None)
+        except (LayoutsyncError, OSError, httpx.HTTPError) as exc:
+            error = exc
+        except Exception as exc:  # a bug must not kill the worker: report it, back off
+            log.exception("reconcile crashed")
+            error = exc
+        finally:
+            self._in_flight -= 1
+        elapsed = time.perf_counter() - started
+        self.metrics.reconcile_seconds.observe(elapsed)
+        managed.reconciles += 1
+        managed.last_reconciled_at = time.time()
+        if result is not None:
+            managed.last_result = result
+        action = getattr(result, "action", None) if error is None else "error"
+        self.metrics.reconciles.labels(action or "error").inc()
+        bound = log.bind(
+            taskId=getattr(result, "task_id", None),
+            sequenceId=getattr(result, "sequence_id", None),
+            seconds=round(elapsed, 6),
+        )
+        if error is not None:
+            managed.last_error = _describe(error)
+            bound.warning(
+                "reconcile failed",
+                error=managed.last_error,
+                error_type=type(error).__name__,
+                request_id=getattr(error, "request_id", None),
+            )
+        else:
+            managed.last_error = None
+            if action != "noop":
+                bound.info("reconciled", action=action, calls=_calls(result))
+        return error
+
+    async def _work(self) -> None:
+        while True:
+            try:
+                name = await self.queue.get()
+            except QueueShutDown:
+                return
+            try:
+                await self._process(name)
+            finally:
+                self.queue.done(name)
+
+    async def _process(self, name: str) -> None:
+        retiring = self._retiring.get(name)
+        if retiring is not None:
+            await self._retire(retiring)
+            return
+        managed = self._sessions.get(name)
+        if managed is None:
+            return
+        refresh = name in self._refresh_due
+        self._refresh_due.discard(name)
+        error = await self._reconcile(managed, refresh=refresh)
+        if error is None:
+            self.limiter.forget(name)
+            result = managed.last_result
+            if result is not None and result.requeue_after is not None:
+                # an outcome still unknown (a 202 not settled yet): look again later
+                self.queue.add_after(name, result.requeue_after)
+            return
+        if isinstance(error, TERMINAL_ERRORS):
+            self.limiter.forget(name)
+            return
+        if refresh:
+            self._refresh_due.add(name)
+        # As controller-runtime: after an error the limiter decides, the result's hint is
+        # ignored (the client has already waited out its own 5/10/15 s retries).
+        self.queue.add_after(name, self.limiter.when(name))
+
+    async def _retire(self, managed: ManagedSession) -> None:
+        """Stop managing a session whose spec file was removed, applying its ``onEmpty``."""
+        log = self._log.bind(session=managed.name, instanceId=managed.spec.instance_id)
+        if managed.spec.on_empty == "delete":
+            try:
+                await managed.session.destroy()
+            except (LayoutsyncError, OSError, httpx.HTTPError) as exc:
+                managed.last_error = _describe(exc)
+                log.warning("destroy of a removed session failed", error=managed.last_error)
+                self.queue.add_after(managed.name, self.limiter.when(managed.name))
+                return
+            log.info("session removed; task deleted (onEmpty=delete)")
+        else:
+            log.info("session removed; task left to its idleTimeout (onEmpty=idle)")
+        if self._retiring.get(managed.name) is managed:
+            del self._retiring[managed.name]
+        self.limiter.forget(managed.name)
+
+    # --- spec reloads -----------------------------------------------------------------------
+
+    async def reload(self) -> ConfigChanges:
+        """Rescan the spec files and apply what changed (also called by the watcher)."""
+        async with self._reload_lock:
+            try:
+                changes = self.catalog.scan()
+            except LayoutsyncError as exc:
+                self._log.error("spec reload failed", error=str(exc))
+                return ConfigChanges()
+            self.apply_changes(changes)
+            return changes
+
+    def apply_changes(self, changes: ConfigChanges) -> None:
+        reported = {error.name: error for error in changes.failed}
+        for error in changes.failed:
+            if self._reported.get(error.name) != error:  # once per distinct error, not per scan
+                self._log.error(
+                    "spec file rejected; the previous spec stays",
+                    session=error.name,
+                    path=str(error.path),
+                    error=error.message,
+                )
+        for name in self._reported.keys() - reported.keys():
+            self._log.info("spec file accepted again", session=name)
+        self._reported = reported
+        for loaded in changes.added:
+            self._add(loaded)
+            self.queue.add(loaded.name)
+            self._log.info("session added", session=loaded.name, path=str(loaded.path))
+        for loaded in changes.changed:
+            managed = self._sessions.get(loaded.name)
+            if managed is None:
+                continue
+            old_channel = managed.input_channel
+            managed.session.replace_spec(loaded.spec)
+            managed.spec = loaded.spec
+            managed.path = loaded.path
+            if managed.input_channel != old_channel:
+                self._index_remove(managed, old_channel)
+                self._index_add(managed)
+            self.queue.add(loaded.name)
+            self._log.info("session spec changed", session=loaded.name)
+        for loaded in changes.removed:
+            managed = self._sessions.pop(loaded.name, None)
+            if managed is None:
+                continue
+            self._index_remove(managed, managed.input_channel)
+            self._retiring[loaded.name] = managed
+            self._refresh_due.discard(loaded.name)
+            self.queue.add_after(loaded.name, 0.0)
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the workers, the resync loop and the spec watcher."""
+        if not self._loaded:
+            self.load()
+        self._stop.clear()
+        # A new process reconciles every session once: it compiles the stored desired
+        # state and plans against the stored applied body, so nothing is sent unless
+        # something is owed (a pending intent, a spec edited while stopped).
+        for name in self._sessions:
+            self.queue.add(name)
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"layoutsync-worker-{i}")
+            for i in range(self.settings.concurrency)
+        ]
+        self._tasks = [asyncio.create_task(self._resync_loop(), name="layoutsync-resync")]
+        if self.settings.watch:
+            self._tasks.append(
+                asyncio.create_task(
+                    watch_specs(
+                        self.catalog.path,
+                        self.reload,
+                        stop=self._stop,
+                        poll_interval=self.settings.poll_interval,
+                    ),
+                    name="layoutsync-watch",
+                )
+            )
+        self._log.info(
+            "daemon started",
+            sessions=len(self._sessions),
+            concurrency=self.settings.concurrency,
+            debounce=self.settings.debounce,
+            qps=self.settings.qps,
+        )
+
+    async def stop(self) -> None:
+        """Finish in-flight reconciles and what is queued (bounded by ``drain_timeout``)."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        queued = len(self.queue)
+        self.queue.shutdown(drain=True)
+        if self._workers:
+            _, pending = await asyncio.wait(self._workers, timeout=self.settings.drain_timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+                self._log.warning(
+                    "drain timed out; the state store keeps the pending intents",
+                    cancelled=len(pending),
+                )
+        self._log.info("daemon stopped", drained=queued)
+
+    async def aclose(self) -> None:
+        """Stop, then close the client and the store."""
+        await self.stop()
+        with contextlib.suppress(Exception):
+            await self.client.aclose()
+        close = getattr(self.store, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
+
+    def resync_period(self) -> float:
+        """The configured period, stretched so resync Queries stay within their rate share."""
+        sessions = len(self._sessions)
+        floor = sessions / (self.settings.qps * self.settings.resync_share)
+        return max(self.settings.resync, floor)
+
+    async def _resync_loop(self) -> None:
+        while not self._stop.is_set():
+            period = self.resync_period()
+            try:
+                await asyncio.wait_for(self._stop.wait(), period * self._rng.uniform(0.9, 1.1))
+                return
+            except TimeoutError:
+                pass
+            self.schedule_resync(period)
+
+    def schedule_resync(self, period: float) -> None:
+        """Mark every session for a refresh, each at a random moment within ``period``."""
+        for name in self._sessions:
+            self._refresh_due.add(name)
+            self.queue.add_after(name, self._rng.uniform(0.0, period))
+
+    def ready(self) -> tuple[bool, Mapping[str, Any]]:
+        """Readiness: specs loaded, workers running, the state store answers."""
+        checks: dict[str, Any] = {
+            "specsLoaded": self._loaded,
+            "running": bool(self._workers) and not self._stopping,
+        }
+        check = getattr(self.store, "check", None)  # SqliteStore: one SELECT
+        try:
+            if check is not None:
+                check()
+            checks["store"] = True
+        except (StateError, OSError) as exc:
+            checks["store"] = False
+            checks["storeError"] = str(exc)
+        ok = all(value is True for key, value in checks.items() if key != "storeError")
+        return ok, checks
+
+    # --- status -----------------------------------------------------------------------------
+
+    def pending(self, name: str) -> dict[str, Any]:
+        return {
+            "queued": name in self.queue,
+            "running": self.queue.is_processing(name),
+            "failures": self.limiter.failures(name),
+            "refreshDue": name in self._refresh_due,
+        }
+
+    def config_error(self, name: str) -> ConfigError | None:
+        return self.catalog.error_for(name)
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return text if isinstance(error, LayoutsyncError) else f"{type(error).__name__}: {text}"
+
+
+def _calls(result: Any) -> Any:
+    calls = getattr(result, "calls", None)
+    if calls is None:
+        return None
+    if isinstance(calls, int):
+        return calls
+    return [str(call) for call in calls]
+
+
+def _field_error(error: ConfigError) -> Any:
+    from ..errors import FieldError
+
+    return FieldError(str(error.path), error.message)
