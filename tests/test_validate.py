@@ -323,3 +323,92 @@ class TestProperties:
         found = messages(check_request(generated))
         bound = f"below the minimum {low}" if below else f"above the maximum {high}"
         assert found[f"{T}/{path}"] == f"{value} is {bound}"
+
+
+# --- piecewise validation equals one pass over the whole body -----------------------------------
+
+_MUTATIONS: list[tuple[str, Any]] = [
+    ("videoInputs/0/region/width", 100),
+    ("videoInputs/0/region/zorder", 1),
+    ("videoInputs/0/rtc/rtcUid", "101"),
+    ("videoInputs/0/rtc", None),
+    ("videoInputs/0", "not an object"),
+    ("videoInputs", []),
+    ("videoInputs", "nope"),
+    ("audioInputs/0/rtc/rtcChannel", "bad/channel é"),
+    ("audioInputs/0/extra", True),
+    ("audioInputs", {}),
+    ("canvas/width", 100),
+    ("outputs/0/videoOption/codec", "H265"),
+    ("idleTimeout", "300"),
+    ("surprise", 1),
+]
+
+
+def _full_pass(generated: dict[str, Any]) -> list[Any]:
+    return validate.schema_errors(validate._validator("transcoder-request"), generated)
+
+
+class TestPiecewise:
+    @settings(max_examples=80, deadline=None)
+    @given(valid_bodies(), st.lists(st.sampled_from(_MUTATIONS), max_size=3))
+    def test_same_errors_as_one_pass(
+        self, generated: dict[str, Any], mutations: list[tuple[str, Any]]
+    ) -> None:
+        transcoder = generated["services"]["cloudTranscoder"]["config"]["transcoder"]
+        for path, value in mutations:
+            try:
+                _set(transcoder, path, value)
+            except (KeyError, IndexError, TypeError):
+                continue  # an earlier mutation removed the parent
+        validate.clear_cache()
+        assert validate._schema_errors_of_request(generated) == _full_pass(generated)
+
+    def test_bad_bodies_without_a_transcoder_object(self) -> None:
+        for bad in ({}, {"services": []}, {"services": {"cloudTranscoder": {"config": 3}}}):
+            validate.clear_cache()
+            assert validate._schema_errors_of_request(bad) == _full_pass(bad)
+
+    def test_a_new_host_costs_one_item_pass(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        validate.clear_cache()
+        first = body(
+            videoInputs=[video_input(100 + i, x=0) for i in range(8)],
+            audioInputs=[{"rtc": rtc(100 + i)} for i in range(8)],
+        )
+        assert check_request(first) == ()
+        passes: list[Any] = []
+        real = validate.schema_errors
+
+        def counting(validator: Any, instance: Any, **kw: Any) -> Any:
+            passes.append(instance)
+            return real(validator, instance, **kw)
+
+        monkeypatch.setattr(validate, "schema_errors", counting)
+        second = copy.deepcopy(first)
+        transcoder = second["services"]["cloudTranscoder"]["config"]["transcoder"]
+        transcoder["videoInputs"].append(video_input(200))
+        transcoder["audioInputs"].append({"rtc": rtc(200)})
+        assert check_request(second) == ()
+        # The two new rtc members; the skeleton (canvas, outputs...) and the region (the same
+        # as other hosts') are unchanged and cached.
+        assert [p["rtc"]["rtcUid"] for p in passes] == [200, 200]
+        assert passes[0] == transcoder["audioInputs"][-1]
+
+    def test_moved_regions_cost_a_region_pass_each(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        validate.clear_cache()
+        first = body(videoInputs=[video_input(100 + i) for i in range(4)])
+        assert check_request(first) == ()
+        passes: list[Any] = []
+        real = validate.schema_errors
+
+        def counting(validator: Any, instance: Any, **kw: Any) -> Any:
+            passes.append(instance)
+            return real(validator, instance, **kw)
+
+        monkeypatch.setattr(validate, "schema_errors", counting)
+        moved = body(videoInputs=[video_input(100 + i, x=40 * i) for i in range(4)])
+        assert check_request(moved) == ()
+        # Host 100 stays at x=0 (cached); the other three regions are new.
+        assert passes == [
+            {"x": 40 * i, "y": 0, "width": 320, "height": 180, "zOrder": 1} for i in (1, 2, 3)
+        ]
