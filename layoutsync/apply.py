@@ -15,6 +15,13 @@ Noop fast path
     validated, diffed, stored or sent. A new process always compiles once, so
     a changed ``env:`` token or a new layoutsync version is noticed.
 
+Memory (a daemon holds thousands of sessions)
+    One request body per session: once applied, the applied body *is* the
+    compiled one (and a compile equal to the applied config by hash takes
+    its place), results carry their plan without the body, ``status()``
+    keeps the last plan as its one-line summary, and the logger and the
+    async lock exist only while in use.
+
 Write-ahead state (``layoutsync.store``)
     Before every mutating call an ``Intent`` is saved, and the call's outcome
     settles it. A process killed at any point resumes like this:
@@ -128,11 +135,13 @@ class ReconcileResult:
     """What one reconcile did.
 
     ``action`` is the action carried out (an Update that found the task gone
-    and created it again reports ``create``); ``calls`` the API calls actually
-    sent, in order. ``error`` is the ``LayoutsyncError`` that stopped it (None
-    on success). ``requeue_after`` (seconds) asks the caller to reconcile
-    again later: an outcome is still unknown (a 202 not yet settled, or a
-    429/5xx/timeout that outlived the client's retries).
+    and created it again reports ``create``); ``plan`` the plan it carried
+    out, without its body (``Session.compiled.body`` holds that, once);
+    ``calls`` the API calls actually sent, in order. ``error`` is the
+    ``LayoutsyncError`` that stopped it (None on success). ``requeue_after``
+    (seconds) asks the caller to reconcile again later: an outcome is still
+    unknown (a 202 not yet settled, or a 429/5xx/timeout that outlived the
+    client's retries).
     """
 
     action: Action
@@ -206,6 +215,45 @@ class _Pending(Exception):
     """A call was accepted (202) but is not seen settled yet: stop, keep the intent, requeue."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What ``status()`` shows of the last reconcile: text, not the plan and its changes."""
+
+    action: Action
+    plan_summary: str | None
+    error: str | None
+
+
+class _IdleFreeLock:
+    """An ``anyio.Lock`` that exists only while it is held or awaited.
+
+    A daemon keeps thousands of sessions that are idle nearly all the time; an
+    ``anyio.Lock`` and its waiter deque cost ~0.8 KiB each. The lock is made on
+    first ``acquire`` and dropped on ``release`` when nobody waits for it, so
+    it is never dropped while a task holds it or queues for it.
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock: anyio.Lock | None = None
+
+    def locked(self) -> bool:
+        return self._lock is not None and self._lock.locked()
+
+    async def __aenter__(self) -> None:
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        await self._lock.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        lock = self._lock
+        assert lock is not None
+        lock.release()
+        if not lock.locked() and not lock.statistics().tasks_waiting:
+            self._lock = None
+
+
 # --- effects (what the core asks its driver to do) ----------------------------------------------
 
 CallName = Literal["acquire", "create", "query", "update", "delete"]
@@ -265,9 +313,10 @@ def _verdict(error: LayoutsyncError) -> Verdict:
 
 
 def _slots_json(slots: SlotAssignment | None) -> dict[str, Any] | None:
+    """The slot hint as stored: JSON-ready, sharing the compiler's (immutable) pair tuples."""
     if slots is None:
         return None
-    return {"template": slots.template, "pairs": [list(pair) for pair in slots.pairs]}
+    return {"template": slots.template, "pairs": slots.pairs}
 
 
 def _slots_of(data: Any) -> SlotAssignment | None:
@@ -313,10 +362,15 @@ class _SessionCore:
         self._speaker: int | None = self._state.speaker
         self._compiled: Compiled | None = None
         self._fast: tuple[Inputs, ReconcileResult] | None = None
-        self._last: ReconcileResult | None = None
-        self._request_ids: list[str] = []
+        self._last: _Outcome | None = None
+        #: request ids of the reconcile under way (None between reconciles)
+        self._request_ids: list[str] | None = None
         self._snapshot = Inputs(self._hosts, self._speaker, spec.fingerprint)
-        self._log = get_logger(session=self.name, instanceId=spec.instance_id)
+
+    @property
+    def _log(self) -> Any:
+        """This session's logger, made per use: a daemon holds thousands of idle sessions."""
+        return get_logger(session=self.name, instanceId=self._spec.instance_id)
 
     def __repr__(self) -> str:
         instance, task = self._spec.instance_id, self._state.task_id
@@ -380,7 +434,6 @@ class _SessionCore:
         with self._desired_lock:
             self._spec = spec
             self._fast = None
-            self._log = get_logger(session=self.name, instanceId=spec.instance_id)
 
     def status(self) -> SessionStatus:
         state, compiled, last = self._state, self._compiled, self._last
@@ -393,9 +446,9 @@ class _SessionCore:
             overflowed=compiled.overflowed if compiled else (),
             task_id=state.task_id,
             sequence_id=state.sequence_id,
-            last_plan=last.plan.summary() if last and last.plan else None,
+            last_plan=last.plan_summary if last else None,
             last_action=last.action if last else None,
-            last_error=str(last.error) if last and last.error else None,
+            last_error=last.error if last else None,
             pending=self._pending(),
         )
 
@@ -414,10 +467,17 @@ class _SessionCore:
     # --- planning ------------------------------------------------------------------------------
 
     def _compile(self, inputs: Inputs) -> Compiled:
-        compiled = compile_layout(
-            self._spec, inputs.hosts, inputs.speaker, _slots_of(self._state.slots)
-        )
+        state = self._state
+        compiled = compile_layout(self._spec, inputs.hosts, inputs.speaker, _slots_of(state.slots))
         self._compiled = compiled
+        if (
+            compiled.body is not None
+            and compiled.body_hash == state.applied_hash
+            and compiled.body is not state.applied_body
+        ):
+            # The same config (equal canonical hashes) as the applied one, e.g. loaded from the
+            # store or compiled again after a join and a leave: keep one body, not two.
+            self._state = dataclasses.replace(state, applied_body=compiled.body)
         return compiled
 
     def _live(self) -> Live:
@@ -495,7 +555,14 @@ class _SessionCore:
     def _reconcile(self) -> Steps[ReconcileResult]:
         inputs = self._snapshot = self._inputs()
         self._fast = None
-        self._request_ids = []
+        request_ids: list[str] = []
+        self._request_ids = request_ids
+        try:
+            return (yield from self._reconcile_once(inputs, request_ids))
+        finally:
+            self._request_ids = None
+
+    def _reconcile_once(self, inputs: Inputs, request_ids: list[str]) -> Steps[ReconcileResult]:
         calls: list[str] = []
         plan: Plan | None = None
         log = self._log.bind(taskId=self._state.task_id, sequenceId=self._state.sequence_id)
@@ -532,7 +599,7 @@ class _SessionCore:
                 error=type(error).__name__,
                 detail=str(error),
                 request_id=getattr(error, "request_id", None),
-                request_ids=self._request_ids,
+                request_ids=request_ids,
             )
             return result
         result = self._result(plan, calls)
@@ -544,8 +611,8 @@ class _SessionCore:
             calls=calls,
             taskId=result.task_id,
             sequenceId=result.sequence_id,
-            summary=plan.summary() if plan else None,
-            request_ids=self._request_ids,
+            summary=self._last.plan_summary if self._last else None,
+            request_ids=request_ids,
         )
         return result
 
@@ -557,6 +624,9 @@ class _SessionCore:
         error: LayoutsyncError | None = None,
         requeue_after: float | None = None,
     ) -> ReconcileResult:
+        if plan is not None and plan.body is not None:
+            # Sent, or failed to be: either way the body lives on in ``compiled`` and the state.
+            plan = dataclasses.replace(plan, body=None)
         result = ReconcileResult(
             action=plan.action if plan else "noop",
             plan=plan,
@@ -566,7 +636,11 @@ class _SessionCore:
             error=error,
             requeue_after=requeue_after,
         )
-        self._last = result
+        self._last = _Outcome(
+            result.action,
+            plan.summary() if plan else None,
+            str(error) if error is not None else None,
+        )
         return result
 
     def _noop_result(self) -> ReconcileResult:
@@ -970,7 +1044,7 @@ class _SessionCore:
         """Log one sent call (debug) and keep its request id for the reconcile's summary line."""
         state = self._state
         request_id = getattr(error if error is not None else result, "request_id", None)
-        if request_id:
+        if request_id and self._request_ids is not None:
             self._request_ids.append(request_id)
         self._log.debug(
             "api.call",
@@ -1075,7 +1149,7 @@ class AsyncSession(_SessionCore):
     ) -> None:
         super().__init__(spec, client=client, store=store, name=name, clock=clock)
         self._sleep = sleep
-        self._lock = anyio.Lock()
+        self._lock = _IdleFreeLock()
 
     async def plan(self) -> Plan:
         async with self._lock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -447,3 +448,217 @@ def test_updatable_table() -> None:
     assert not updatable(("canvas", "color"))
     assert not updatable(("scenario",))
     assert not updatable(("inputChannel",))
+
+
+# --- the plain-dict fast path gives DeepDiff's plan ---------------------------------------------
+
+_TRANSCODER = ("services", "cloudTranscoder", "config", "transcoder")
+
+
+def _transcoder_of(b: dict[str, Any]) -> dict[str, Any]:
+    for key in _TRANSCODER:
+        b = b[key]
+    return b
+
+
+def _deepdiff_only(new: dict[str, Any] | None, live: Live) -> Plan:
+    """The plan with the fast path turned off: DeepDiff lists every change."""
+    with mock.patch.object(plan_module, "_plain_changes", return_value=None):
+        return plan_for(new, live)
+
+
+def _plain_or_none(old: dict[str, Any], new: dict[str, Any]) -> list[Any] | None:
+    pruned = plan_module._prune(normalise(old), normalise(new))
+    return plan_module._plain_changes(*pruned)
+
+
+_ODD_VALUES = st.one_of(
+    st.integers(-3, 3),
+    st.text("ab_", max_size=3),
+    st.none(),
+    st.booleans(),
+    st.floats(0, 2),
+    st.lists(st.integers(0, 3), max_size=2),
+    st.dictionaries(st.sampled_from("pq"), st.integers(0, 2)),
+)
+
+
+@st.composite
+def _edited(draw: st.DrawFn, old: dict[str, Any]) -> dict[str, Any]:
+    """``old`` with a few edits of the kinds the fast path sees, and some it must hand over."""
+    new = copy.deepcopy(old)
+    t = _transcoder_of(new)
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(_EDITS_WEIGHTED))
+        video, audio, out = t.get("videoInputs", []), t.get("audioInputs", []), t["outputs"][0]
+        member = draw(st.sampled_from(video + audio)) if video + audio else None
+        if kind == "join":
+            uid = draw(st.integers(13, 20))
+            rtc = {"rtcChannel": "room", "rtcUid": uid, "rtcToken": IN_TOKEN}
+            region = dict(zip(("x", "y", "width", "height", "zOrder"), draw(_region), strict=True))
+            t.setdefault("videoInputs", []).append(
+                {"rtc": rtc, "region": region, "placeholderImageUrl": PLACEHOLDER}
+            )
+            if draw(st.booleans()):
+                t.setdefault("audioInputs", []).append({"rtc": dict(rtc)})
+        elif kind == "leave" and member is not None:
+            for key in ("videoInputs", "audioInputs"):
+                if member in t.get(key, []):
+                    t[key].remove(member)
+        elif kind == "move" and video:
+            item = draw(st.sampled_from(video))
+            for key in draw(st.lists(st.sampled_from(["x", "y", "width", "zOrder"]), min_size=1)):
+                item["region"][key] = draw(
+                    st.one_of(
+                        st.integers(0, 700), st.sampled_from(["8", 8.0, True, False, None, 0, 1])
+                    )
+                )
+        elif kind == "member" and member is not None:
+            key = draw(st.sampled_from(["rtcToken", "rtcChannel", "rtcUid"]))
+            odd = [3, 3.0, False] if key == "rtcUid" else ["t9", "other", 3, None]
+            member["rtc"][key] = draw(st.sampled_from(odd))
+        elif kind == "member-key" and member is not None:
+            key = draw(st.sampled_from(["placeholderImageUrl", "renderMode", "__note"]))
+            if key in member and draw(st.booleans()):
+                del member[key]
+            else:
+                member[key] = draw(_ODD_VALUES)
+        elif kind == "output":
+            key = draw(st.sampled_from(["audioOption", "videoOption", "rtc"]))
+            if key != "rtc" and draw(st.booleans()):
+                out.pop(key, None)
+            elif key == "rtc":
+                out["rtc"][draw(st.sampled_from(["rtcToken", "rtcUid"]))] = draw(
+                    st.sampled_from(["other", 9001])
+                )
+            else:
+                option = out.setdefault(key, {})
+                option[draw(st.sampled_from(["bitrate", "fps", "profileType"]))] = draw(_ODD_VALUES)
+        elif kind == "whole":
+            key = draw(st.sampled_from(["canvas", "idleTimeout", "audioInputs", "waterMarks"]))
+            if key == "audioInputs" and key in t:
+                del t[key]
+            elif key == "canvas":
+                t["canvas"]["color"] = draw(st.integers(0, 255))
+            elif key == "idleTimeout":
+                t["idleTimeout"] = draw(st.sampled_from([300, 60]))
+            elif key == "waterMarks":
+                t["waterMarks"] = [{"imageUrl": "https://cdn.example.com/w.png", "region": {}}]
+    return new
+
+
+_EDITS = ("join", "leave", "move", "member", "member-key", "output", "whole")
+_EDITS_WEIGHTED = (*_EDITS, "join", "leave", "move", "move", "member")
+
+
+@st.composite
+def _pair(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
+    old = draw(_variant())
+    return old, draw(_edited(old))
+
+
+class TestPlainDiffAgreesWithDeepDiff:
+    """The plain-dict fast path and DeepDiff give the same plan for every pair of bodies."""
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(_pair())
+    def test_same_plan_either_way(self, pair: tuple[dict[str, Any], dict[str, Any]]) -> None:
+        old, new = pair
+        live = live_of(old, seq=2)
+        assert plan_for(new, live) == _deepdiff_only(new, live)
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(_variant(), _variant())
+    def test_same_plan_for_unrelated_bodies(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        live = live_of(old)
+        assert plan_for(new, live) == _deepdiff_only(new, live)
+
+    @pytest.mark.parametrize(
+        ("edit", "action"),
+        [
+            ("join", "update"),
+            ("leave", "update"),
+            ("swap", "update"),
+            ("move", "update"),
+            ("token", "update"),
+            ("bitrate", "update"),
+            ("audio-option", "update"),
+            ("type", "update"),
+            ("placeholder", "replace"),
+            ("member-channel", "replace"),
+            ("member-key", "replace"),
+            ("out-token", "replace"),
+            ("output-uid", "replace"),
+            ("no-video-option", "replace"),
+        ],
+    )
+    def test_common_changes_take_the_fast_path(self, edit: str, action: str) -> None:
+        old = body(THREE, audio=[101, 102, 103], profile="AUDIO_PROFILE_DEFAULT")
+        new = copy.deepcopy(old)
+        t = _transcoder_of(new)
+        video, out = t["videoInputs"], t["outputs"][0]
+        if edit == "join":
+            joined = copy.deepcopy(video[0])
+            joined["rtc"]["rtcUid"] = 104
+            video.append(joined)
+        elif edit == "leave":
+            del video[0], t["audioInputs"][0]
+        elif edit == "swap":
+            video[0]["rtc"]["rtcUid"] = t["audioInputs"][0]["rtc"]["rtcUid"] = 104
+        elif edit == "move":
+            video[1]["region"].update(x=0, width=1280)
+        elif edit == "token":
+            video[2]["rtc"]["rtcToken"] = "rotated-SECRET"
+        elif edit == "bitrate":
+            out["videoOption"]["bitrate"] = 2000
+        elif edit == "audio-option":
+            del out["audioOption"]
+        elif edit == "type":
+            video[0]["region"]["x"] += 2
+            video[0]["region"]["zOrder"] = False  # == 0, but to DeepDiff a bool is no int
+        elif edit == "placeholder":
+            video[0]["placeholderImageUrl"] = "https://cdn.example.com/x.png"
+        elif edit == "member-channel":
+            video[0]["rtc"]["rtcChannel"] = "elsewhere"
+        elif edit == "member-key":
+            video[0]["renderMode"] = 1
+        elif edit == "out-token":
+            out["rtc"]["rtcToken"] = "rotated-out"
+        elif edit == "output-uid":
+            out["rtc"]["rtcUid"] = 9001
+        elif edit == "no-video-option":
+            del out["videoOption"]
+        assert _plain_or_none(old, new) is not None
+        live = live_of(old, seq=0)
+        plan = plan_for(new, live)
+        assert plan.action == action
+        assert plan == _deepdiff_only(new, live)
+        assert "SECRET" not in plan.render() + json.dumps(plan.as_dict())
+
+    @pytest.mark.parametrize(
+        "edit", ["canvas", "scenario", "watermark", "list-value", "float-value", "private-key"]
+    )
+    def test_other_changes_go_to_deepdiff(self, edit: str) -> None:
+        old = body(THREE)
+        new = copy.deepcopy(old)
+        t = _transcoder_of(new)
+        video = t["videoInputs"]
+        if edit == "canvas":
+            t["canvas"]["color"] = 255
+        elif edit == "scenario":
+            del t["videoInputs"]
+            t["audioInputs"] = [{"rtc": item["rtc"]} for item in video]
+        elif edit == "watermark":
+            t["waterMarks"] = [{"imageUrl": "https://cdn.example.com/w.png", "region": {}}]
+        elif edit == "list-value":
+            video[0]["region"]["x"], old_x = [1], video[0]["region"]["x"]
+            _transcoder_of(old)["videoInputs"][0]["region"]["x"] = [old_x]
+        elif edit == "float-value":
+            video[0]["region"]["x"] = 0.5
+            _transcoder_of(old)["videoInputs"][0]["region"]["x"] = 1.5
+        elif edit == "private-key":
+            video[0]["__note"] = "DeepDiff skips keys starting with __"
+            video[0]["region"]["x"] += 2
+        assert _plain_or_none(old, new) is None
+        live = live_of(old)
+        assert plan_for(new, live) == _deepdiff_only(new, live)

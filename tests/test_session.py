@@ -133,6 +133,8 @@ class TestReconcile:
         assert (created.action, created.calls) == ("create", ("acquire", "create"))
         assert created.sequence_id is None
         assert live_equals_desired(emulated, INSTANCE, desired_body(s))
+        assert created.plan is not None and created.plan.body is None  # sent: not kept twice
+        assert created.plan.body_hash == s._state.applied_hash
 
         for uid in (103, 104, 105):
             s.host_joined(uid)
@@ -163,6 +165,8 @@ class TestReconcile:
         result = ok(s.reconcile())
         assert (result.action, result.calls) == ("noop", ())
         assert emulated.calls("update") == 0
+        # the fresh compile equals the applied body: one copy is kept, not two
+        assert s.compiled is not None and s.compiled.body is s._state.applied_body
 
     def test_fast_path_skips_compile_diff_and_store(
         self, emulated: Emulated, clock: Clock, monkeypatch: pytest.MonkeyPatch
@@ -458,6 +462,8 @@ class TestPersistence:
         again = ok(second.reconcile())
         assert (again.action, again.calls) == ("noop", ())
         assert emulated.mutating_calls() == before
+        # the body read from the file and the one compiled again are kept as one
+        assert second.compiled is not None and second.compiled.body is second._state.applied_body
         second.host_left(101)
         moved = ok(second.reconcile())
         assert (moved.task_id, moved.sequence_id) == (created.task_id, 1)
@@ -519,9 +525,48 @@ class TestConcurrencyAndLogs:
         for secret in (token, *each_secret()):
             assert secret not in shown
 
+    def test_reconcile_done_is_info_only_when_calls_were_sent(
+        self, emulated: Emulated, clock: Clock
+    ) -> None:
+        s = session(emulated, clock)
+        with capture_logs() as logs:
+            s.set_hosts([101, 102])
+            s.reconcile()
+            s.set_speaker(102)  # compiled again, to the same body: a noop
+            s.reconcile()
+            s.host_joined(103)
+            s.reconcile()
+        done = [(e["log_level"], e["action"]) for e in logs if e["event"] == "reconcile.done"]
+        assert done == [("info", "create"), ("debug", "noop"), ("info", "update")]
+
 
 class TestAsyncSession:
     """The same core over AsyncClient."""
+
+    @pytest.mark.anyio
+    async def test_the_lock_excludes_and_exists_only_while_in_use(self) -> None:
+        lock = apply_module._IdleFreeLock()
+        inside = 0
+        most = 0
+
+        async def hold(seconds: float) -> None:
+            nonlocal inside, most
+            async with lock:
+                inside += 1
+                most = max(most, inside)
+                await anyio.sleep(seconds)
+                inside -= 1
+
+        async with anyio.create_task_group() as group:
+            for _ in range(5):
+                group.start_soon(hold, 0.001)
+            await anyio.sleep(0)
+            assert lock.locked()
+            with anyio.CancelScope() as scope:
+                scope.cancel()  # a waiter cancelled in the queue must not break the hand-over
+                await hold(0)
+        assert most == 1 and inside == 0
+        assert not lock.locked() and lock._lock is None
 
     @pytest.mark.anyio
     async def test_lifecycle_and_idle_recreate(self, emulated: Emulated, clock: Clock) -> None:

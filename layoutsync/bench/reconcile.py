@@ -7,7 +7,10 @@ validation + DeepDiff of the full bodies), measured in the same run, and
 answers instantly (``httpx.MockTransport``), so the figure is layoutsync's work
 (compile + uncached validation, plan with DeepDiff, client, state writes)
 without a network round trip. Each changed reconcile swaps one host for a new
-uid, so every body is new and its validation is never a cache hit.
+uid, so every body is new and its validation is never a cache hit. Its
+breakdown also times the planner's diff step alone, by the plain-dict fast
+path and by DeepDiff, on the same pruned trees (``diff_plain_us`` and
+``diff_deepdiff_us``).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from ..api.client import Client
 from ..apply import Session
 from ..canonical import canonical_hash
 from ..compile import compile_layout
-from ..plan import Live, make_plan
+from ..plan import Live, _deepdiff_changes, _plain_changes, _prune, make_plan, normalise
 from ..spec import load_spec
 from ..store import MemoryStore, SqliteStore, StateStore
 from . import BenchOptions, Figure, measure, quiet_logs
@@ -197,6 +200,18 @@ def _breakdown(budget: float, rounds: int) -> dict[str, float]:
             raise RuntimeError(f"expected an update plan, got {made.action}")
         return made
 
+    live_tree = normalise(base.body)
+    pruned = [_prune(live_tree, normalise(body)) for body in bodies if body is not None]
+
+    def diff_plain() -> object:
+        found = _plain_changes(*pruned[next(cycle)])
+        if found is None:
+            raise RuntimeError("a host swap must take the plain-dict path")
+        return found
+
+    def diff_deepdiff() -> object:
+        return _deepdiff_changes(*pruned[next(cycle)])
+
     client = Client(
         base_url="http://bench.invalid",
         app_id="bench",
@@ -213,5 +228,7 @@ def _breakdown(budget: float, rounds: int) -> dict[str, float]:
     return {
         "compile_and_validate": measure(compile_validate, budget=budget, rounds=rounds),
         "plan": measure(plan, budget=budget, rounds=rounds),
+        "diff_plain": measure(diff_plain, budget=budget, rounds=rounds),
+        "diff_deepdiff": measure(diff_deepdiff, budget=budget, rounds=rounds),
         "client_update": measure(update, budget=budget, rounds=rounds),
     }
