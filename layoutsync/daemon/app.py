@@ -177,11 +177,12 @@ def _session_json(daemon: Daemon, name: str, *, detailed: bool) -> dict[str, Any
     }
     if detailed:
         out["reconciles"] = managed.reconciles
-        out["lastResult"] = _result_json(managed.last_result)
+        out["lastResult"] = _result_json(managed.last_result, status.last_plan)
     return redact(out)
 
 
-def _result_json(result: ReconcileResult | None) -> dict[str, Any] | None:
+def _result_json(result: ReconcileResult | None, plan: str | None) -> dict[str, Any] | None:
+    """A reconcile's result; ``plan`` is its summary (results are kept without their plan)."""
     if result is None:
         return None
     return redact(
@@ -190,7 +191,7 @@ def _result_json(result: ReconcileResult | None) -> dict[str, Any] | None:
             "taskId": result.task_id,
             "sequenceId": result.sequence_id,
             "calls": list(result.calls),
-            "plan": result.plan.summary() if result.plan is not None else None,
+            "plan": plan,
             "error": str(result.error) if result.error is not None else None,
             "requeueAfter": result.requeue_after,
         }
@@ -323,7 +324,12 @@ def create_app(
         name = session_name(request)
         managed = daemon.get(name)
         result = await daemon.reconcile_now(name)
-        body = {"session": name, **(_result_json(result) or {}), "lastError": managed.last_error}
+        summary = managed.session.status().last_plan
+        body = {
+            "session": name,
+            **(_result_json(result, summary) or {}),
+            "lastError": managed.last_error,
+        }
         return _json(body, 200)
 
     async def webhook(request: Request) -> Response:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -405,7 +406,9 @@ class Daemon:
         managed.reconciles += 1
         managed.last_reconciled_at = time.time()
         if result is not None:
-            managed.last_result = result
+            # Without its plan: ten thousand sessions would each keep a plan's change list
+            # alive. The session's status() keeps the plan's one-line summary.
+            managed.last_result = dataclasses.replace(result, plan=None)
         action = getattr(result, "action", None) if error is None else "error"
         self.metrics.reconciles.labels(action or "error").inc()
         bound = log.bind(
@@ -424,7 +427,8 @@ class Daemon:
         else:
             managed.last_error = None
             if action != "noop":
-                bound.info("reconciled", action=action, calls=_calls(result))
+                # apply.py logs the reconcile itself at info; this line adds the timing only
+                bound.debug("reconciled", action=action, calls=_calls(result))
         return error
 
     async def _work(self) -> None:
