@@ -185,12 +185,22 @@ def _cached_piece(item_schema: str | None, instance: Any) -> tuple[FieldError, .
     hit = _pieces.get(key)
     if hit is not None:
         return hit
-    validator = _validator("transcoder-request")
-    if item_schema is not None:
-        validator = validator.evolve(schema=load_schema("transcoder-request")["$defs"][item_schema])
-    found = tuple(schema_errors(validator, instance))
+    found = tuple(schema_errors(_piece_validator(item_schema), instance))
     _pieces.put(key, found)
     return found
+
+
+def _piece_validator(item_schema: str | None) -> jsonschema.protocols.Validator:
+    """The whole-body validator, or one scoped to ``$defs/<item_schema>`` (made once)."""
+    key = f"transcoder-request#{item_schema or ''}"
+    validator = _VALIDATORS.get(key)
+    if validator is None:
+        validator = _validator("transcoder-request")
+        if item_schema is not None:
+            definitions = load_schema("transcoder-request")["$defs"]
+            validator = validator.evolve(schema=definitions[item_schema])
+        _VALIDATORS[key] = validator
+    return validator
 
 
 def _transcoder_of(body: Any) -> dict[str, Any] | None:
