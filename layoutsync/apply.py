@@ -101,6 +101,7 @@ from .logs import get_logger
 from .plan import Action, Live, Plan, make_plan
 from .spec import LayoutSpec
 from .store import Inputs, Intent, SessionState, StateStore
+from .validate import MAX_UID, is_host_uid
 
 __all__ = [
     "POLL_DELAYS",
@@ -122,7 +123,6 @@ POLL_DELAYS: Final = (1.0, 2.0, 4.0, 8.0)
 REQUEUE_AFTER: Final = 5.0
 
 _MAX_ROUNDS = 3
-_MAX_UID = 4294967295
 
 T = TypeVar("T")
 
@@ -330,8 +330,8 @@ def _slots_of(data: Any) -> SlotAssignment | None:
 
 
 def _uid(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_UID:
-        raise SpecError(what, f"{value!r} is not a host uid (an integer 1..{_MAX_UID})")
+    if not is_host_uid(value):
+        raise SpecError(what, f"{value!r} is not a host uid (an integer 1..{MAX_UID})")
     return value
 
 

@@ -25,7 +25,7 @@ from .errors import InternalCompilerError, SpecError
 from .geometry import FloatingFrames, Rect, SpeakerFrames, grid_tiles
 from .redact import redact
 from .spec import LayoutSpec, Watermark
-from .validate import check_request, wrap_transcoder
+from .validate import MAX_UID, check_request, is_host_uid, wrap_transcoder
 
 __all__ = [
     "Compiled",
@@ -37,7 +37,6 @@ __all__ = [
     "host_order",
 ]
 
-_MAX_UID = 4294967295
 _MAIN_Z = 0
 _OVERLAY_Z = 1
 
@@ -141,7 +140,7 @@ def compile_unchecked(
     """Layout and body building only, without the validation pass (benchmarks time this)."""
     order = host_order(spec, hosts)
     if speaker is not None and (isinstance(speaker, bool) or not isinstance(speaker, int)):
-        raise SpecError("speaker", f"{speaker!r} is not a host uid (an integer 1..{_MAX_UID})")
+        raise SpecError("speaker", f"{speaker!r} is not a host uid (an integer 1..{MAX_UID})")
     speaker = speaker if speaker in order else None
     prev = previous.slots if isinstance(previous, Compiled) else previous
     template = spec.layout.template
@@ -180,10 +179,10 @@ def host_order(spec: LayoutSpec, hosts: Iterable[int]) -> tuple[int, ...]:
     """
     seen: dict[int, None] = {}
     for index, uid in enumerate(hosts):
-        if isinstance(uid, bool) or not isinstance(uid, int) or not 1 <= uid <= _MAX_UID:
+        if not is_host_uid(uid):
             raise SpecError(
                 "hosts",
-                f"{uid!r} at index {index} is not a host uid (an integer 1..{_MAX_UID})",
+                f"{uid!r} at index {index} is not a host uid (an integer 1..{MAX_UID})",
             )
         seen.setdefault(uid, None)
     layout = spec.layout

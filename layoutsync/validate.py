@@ -31,14 +31,25 @@ from .errors import FieldError, ValidationError
 from .redact import MASK, is_secret_key
 
 __all__ = [
+    "MAX_UID",
     "TRANSCODER_POINTER",
     "check_request",
     "clear_cache",
+    "is_host_uid",
     "schema_errors",
     "semantic_errors",
     "validate_request",
     "wrap_transcoder",
 ]
+
+#: Agora uids are unsigned 32-bit; a host is never uid 0 (the schema's ``hostUid``).
+MAX_UID = 4294967295
+
+
+def is_host_uid(value: object) -> bool:
+    """An int (not a bool) in 1..MAX_UID: what every entry point accepts as a host."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_UID
+
 
 #: Where the ``transcoder`` object sits inside a request body.
 TRANSCODER_POINTER = "/services/cloudTranscoder/config/transcoder"

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..validate import MAX_UID
+
 __all__ = [
-    "MAX_UID",
     "FileProblem",
     "UsageProblem",
     "eprint",
@@ -16,9 +17,6 @@ __all__ = [
     "parse_uid",
     "read_json_file",
 ]
-
-#: Agora uids are unsigned 32-bit; 0 is not a host.
-MAX_UID = 4294967295
 
 
 class FileProblem(Exception):

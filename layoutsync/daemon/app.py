@@ -42,6 +42,7 @@ from ..apply import ReconcileResult
 from ..errors import LayoutsyncError
 from ..logs import get_logger
 from ..redact import redact
+from ..validate import MAX_UID
 from .metrics import CONTENT_TYPE
 from .runtime import Daemon, UnknownSession, check_uid
 from .webhooks import SignatureCheck, WebhookError, parse_notification, verify_signature
@@ -297,7 +298,7 @@ def create_app(
         document = await _json_object(request)
         hosts = document.get("hosts")
         if not isinstance(hosts, list):
-            raise ApiProblem(400, "hosts: required, a JSON array of uids (1..4294967295)")
+            raise ApiProblem(400, f"hosts: required, a JSON array of uids (1..{MAX_UID})")
         uids = [_uid(value, f"hosts[{index}]") for index, value in enumerate(hosts)]
         seen: set[int] = set()
         for index, uid in enumerate(uids):

@@ -41,6 +41,7 @@ from ..errors import BadRequest, LayoutsyncError, SpecError, StateError, Validat
 from ..logs import get_logger
 from ..spec import LayoutSpec
 from ..store import StateStore
+from ..validate import MAX_UID
 from .config import ConfigChanges, ConfigError, LoadedSpec, SpecCatalog, watch_specs
 from .metrics import DaemonMetrics
 from .queue import BackoffLimiter, QueueShutDown, WorkQueue
@@ -48,7 +49,6 @@ from .ratelimit import DEFAULT_BURST, DEFAULT_QPS, RateLimitedTransport, TokenBu
 from .webhooks import ClientSeqTracker, Notification
 
 __all__ = [
-    "MAX_UID",
     "TERMINAL_ERRORS",
     "Daemon",
     "DaemonSettings",
@@ -59,7 +59,6 @@ __all__ = [
     "check_uid",
 ]
 
-MAX_UID = 2**32 - 1
 
 #: Errors a retry cannot fix: wait for the next change instead of hammering.
 TERMINAL_ERRORS: tuple[type[BaseException], ...] = (SpecError, ValidationError, BadRequest)

@@ -27,6 +27,8 @@ from typing import Any, Final
 
 import orjson
 
+from ..validate import MAX_UID
+
 __all__ = [
     "HOST_EVENT_TYPES",
     "SIGNATURE_HEADER",
@@ -45,7 +47,6 @@ SIGNATURE_V2_HEADER: Final = "Agora-Signature-V2"
 SIGNATURE_HEADER: Final = "Agora-Signature"
 
 RTC_PRODUCT_ID: Final = 1
-MAX_UID: Final = 2**32 - 1
 MAX_CLIENT_SEQ: Final = 2**64 - 1
 
 #: eventType -> True (the user is now a host) / False (the user is no longer one).

@@ -29,6 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..validate import MAX_UID, is_host_uid
 from .faults import FaultAction, FaultError, rule_from_json
 from .state import Emulator, EmulatorConfig, Reply
 
@@ -378,8 +379,8 @@ class _Admin:
     async def host(self, request: Request) -> Response:
         channel = request.path_params["channel"]
         uid = request.path_params["uid"]
-        if not 1 <= uid <= 4294967295:
-            return self._bad(request, f"uid: {uid} is not a host uid (1..4294967295)")
+        if not is_host_uid(uid):
+            return self._bad(request, f"uid: {uid} is not a host uid (1..{MAX_UID})")
         self.emulator.set_present(channel, uid, request.method == "PUT")
         return await self.channel(request)
 
@@ -390,11 +391,8 @@ class _Admin:
         changes: list[tuple[int, bool]] = []
         for key in ("present", "absent"):
             uids = body.get(key, [])
-            if not isinstance(uids, list) or not all(
-                isinstance(u, int) and not isinstance(u, bool) and 1 <= u <= 4294967295
-                for u in uids
-            ):
-                return self._bad(request, f"{key}: expected a list of host uids (1..4294967295)")
+            if not isinstance(uids, list) or not all(is_host_uid(u) for u in uids):
+                return self._bad(request, f"{key}: expected a list of host uids (1..{MAX_UID})")
             changes.extend((uid, key == "present") for uid in uids)
         channel = request.path_params["channel"]
         for uid, present in changes:
