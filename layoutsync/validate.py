@@ -203,14 +203,14 @@ def _cached_piece(item_schema: str | None, instance: Any) -> tuple[FieldError, .
 
 def _piece_validator(item_schema: str | None) -> jsonschema.protocols.Validator:
     """The whole-body validator, or one scoped to ``$defs/<item_schema>`` (made once)."""
-    key = f"transcoder-request#{item_schema or ''}"
+    whole = _validator("transcoder-request")
+    if item_schema is None:
+        return whole
+    key = f"transcoder-request#{item_schema}"
     validator = _VALIDATORS.get(key)
     if validator is None:
-        validator = _validator("transcoder-request")
-        if item_schema is not None:
-            definitions = load_schema("transcoder-request")["$defs"]
-            validator = validator.evolve(schema=definitions[item_schema])
-        _VALIDATORS[key] = validator
+        definitions = load_schema("transcoder-request")["$defs"]
+        validator = _VALIDATORS[key] = whole.evolve(schema=definitions[item_schema])
     return validator
 
 
