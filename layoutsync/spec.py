@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ from .geometry import (
     parse_aspect,
     speaker_frames,
 )
-from .validate import schema_errors
+from .validate import make_validator, schema_errors
 
 __all__ = [
     "Canvas",
@@ -349,10 +350,7 @@ def load_spec(
 
 @functools.cache
 def _validator() -> jsonschema.protocols.Validator:
-    schema = load_schema("layout-spec")
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    return cls(schema)
+    return make_validator(load_schema("layout-spec"))
 
 
 def _plain(value: Any, pointer: str, problems: list[FieldError]) -> Any:
@@ -373,7 +371,8 @@ def _plain(value: Any, pointer: str, problems: list[FieldError]) -> Any:
 
 def _freeze(value: Any) -> Any:
     if isinstance(value, dict):
-        return MappingProxyType({key: _freeze(item) for key, item in value.items()})
+        # Interned keys: a daemon's ten thousand specs share one copy of each field name.
+        return MappingProxyType({sys.intern(key): _freeze(item) for key, item in value.items()})
     if isinstance(value, list):
         return tuple(_freeze(item) for item in value)
     return value

@@ -266,11 +266,13 @@ class SqliteStore:
 
     def save(self, state: SessionState) -> None:
         row = _encode(state)
-        with self._guard("write"), self._transaction():
+        # One statement in autocommit mode is one transaction: atomic, and durable per
+        # ``synchronous`` when it returns, without a BEGIN and COMMIT round of its own.
+        with self._guard("write"):
             self._db.execute(_UPSERT, row)
 
     def delete(self, name: str) -> None:
-        with self._guard("delete"), self._transaction():
+        with self._guard("delete"):
             self._db.execute("DELETE FROM sessions WHERE name = ?", (name,))
 
     def names(self) -> tuple[str, ...]:

@@ -308,6 +308,15 @@ class TestCalls:
         task = await h.call("create", TOKEN, BODY)
         assert isinstance(task, Task) and task.task_id == TASK
 
+    async def test_no_cookie_is_kept_or_sent_back(self, make: Callable[..., Harness]) -> None:
+        # The API sets none; a stray Set-Cookie (a proxy's, a load balancer's) is ignored.
+        cookie = httpx.Response(200, json=task_json(), headers={"Set-Cookie": "lb=node-7; Path=/"})
+        h = make(cookie, TASK_OK)
+        await h.call("query", TASK, TOKEN)
+        await h.call("query", TASK, TOKEN)
+        assert [r.headers.get("cookie") for r in h.script.requests] == [None, None]
+        assert not h.client._http.cookies
+
 
 # --- retries --------------------------------------------------------------------------
 

@@ -393,3 +393,16 @@ def test_refuses_to_start_without_secrets_or_with_a_bad_spec(world: World) -> No
     assert result.returncode == 1
     assert "broken.json: /input/channel" in result.stderr or "broken.json" in result.stderr
     assert "Traceback" not in result.stderr
+
+    (world.specs / "broken.json").unlink()
+    result = subprocess.run(
+        [sys.executable, "-m", "layoutsync", "daemon", "--config", str(world.specs),
+         "--full-gc-interval", "-5"],
+        env=world.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "full_gc_interval must be >= 0 seconds" in result.stderr
+    assert "Traceback" not in result.stderr

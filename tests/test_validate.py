@@ -126,13 +126,15 @@ class TestSchema:
             "https://cdn.example.com/a jpg.png x",
             "cdn.example.com/a.png",
             "https:///a.png",
+            "https://cdn.example.com/a\x07.png",
         ],
     )
     def test_image_urls_rejected(self, url: str) -> None:
         bad = body(canvas={"width": 1280, "height": 720, "color": 0, "backgroundImage": url})
         found = messages(check_request(bad))
         assert found[f"{T}/canvas/backgroundImage"].endswith(
-            "is not an http(s) URL whose path ends in .jpg or .png"
+            "is not an http(s) URL whose path ends in .jpg or .png "
+            "(no spaces or control characters)"
         )
 
     def test_secret_values_never_appear_in_messages(self) -> None:
@@ -345,22 +347,41 @@ _MUTATIONS: list[tuple[str, Any]] = [
 ]
 
 
+@st.composite
+def mutated_bodies(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid body with up to three of ``_MUTATIONS`` applied (valid when none is)."""
+    generated = draw(valid_bodies())
+    transcoder = generated["services"]["cloudTranscoder"]["config"]["transcoder"]
+    for path, value in draw(st.lists(st.sampled_from(_MUTATIONS), max_size=3)):
+        try:
+            _set(transcoder, path, copy.deepcopy(value))
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier mutation removed the parent
+    return generated
+
+
 def _full_pass(generated: dict[str, Any]) -> list[Any]:
     return validate.schema_errors(validate._validator("transcoder-request"), generated)
 
 
+def _count_piece_passes(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Without the Rust check: the pieces that miss the cache and pay for a jsonschema pass."""
+    passes: list[Any] = []
+    real = validate.schema_errors
+
+    def counting(validator: Any, instance: Any, **kw: Any) -> Any:
+        passes.append(instance)
+        return real(validator, instance, **kw)
+
+    monkeypatch.setattr(validate, "_fast_valid", lambda item_schema, instance: False)
+    monkeypatch.setattr(validate, "schema_errors", counting)
+    return passes
+
+
 class TestPiecewise:
     @settings(max_examples=80, deadline=None)
-    @given(valid_bodies(), st.lists(st.sampled_from(_MUTATIONS), max_size=3))
-    def test_same_errors_as_one_pass(
-        self, generated: dict[str, Any], mutations: list[tuple[str, Any]]
-    ) -> None:
-        transcoder = generated["services"]["cloudTranscoder"]["config"]["transcoder"]
-        for path, value in mutations:
-            try:
-                _set(transcoder, path, value)
-            except (KeyError, IndexError, TypeError):
-                continue  # an earlier mutation removed the parent
+    @given(mutated_bodies())
+    def test_same_errors_as_one_pass(self, generated: dict[str, Any]) -> None:
         validate.clear_cache()
         assert validate._schema_errors_of_request(generated) == _full_pass(generated)
 
@@ -375,15 +396,9 @@ class TestPiecewise:
             videoInputs=[video_input(100 + i, x=0) for i in range(8)],
             audioInputs=[{"rtc": rtc(100 + i)} for i in range(8)],
         )
+        passes = _count_piece_passes(monkeypatch)
         assert check_request(first) == ()
-        passes: list[Any] = []
-        real = validate.schema_errors
-
-        def counting(validator: Any, instance: Any, **kw: Any) -> Any:
-            passes.append(instance)
-            return real(validator, instance, **kw)
-
-        monkeypatch.setattr(validate, "schema_errors", counting)
+        passes.clear()
         second = copy.deepcopy(first)
         transcoder = second["services"]["cloudTranscoder"]["config"]["transcoder"]
         transcoder["videoInputs"].append(video_input(200))
@@ -397,18 +412,113 @@ class TestPiecewise:
     def test_moved_regions_cost_a_region_pass_each(self, monkeypatch: pytest.MonkeyPatch) -> None:
         validate.clear_cache()
         first = body(videoInputs=[video_input(100 + i) for i in range(4)])
+        passes = _count_piece_passes(monkeypatch)
         assert check_request(first) == ()
-        passes: list[Any] = []
-        real = validate.schema_errors
-
-        def counting(validator: Any, instance: Any, **kw: Any) -> Any:
-            passes.append(instance)
-            return real(validator, instance, **kw)
-
-        monkeypatch.setattr(validate, "schema_errors", counting)
+        passes.clear()
         moved = body(videoInputs=[video_input(100 + i, x=40 * i) for i in range(4)])
         assert check_request(moved) == ()
         # Host 100 stays at x=0 (cached); the other three regions are new.
         assert passes == [
             {"x": 40 * i, "y": 0, "width": 320, "height": 180, "zOrder": 1} for i in (1, 2, 3)
         ]
+
+
+# --- the Rust pre-check agrees with jsonschema ------------------------------------------------
+
+_PIECES = [None, "audioInput", "videoInput", "region"]
+
+
+def _slow_valid(item_schema: str | None, instance: Any) -> bool:
+    return not validate.schema_errors(validate._piece_validator(item_schema), instance)
+
+
+def _pieces_of(generated: dict[str, Any]) -> list[tuple[str | None, Any]]:
+    transcoder = generated["services"]["cloudTranscoder"]["config"]["transcoder"]
+    pieces: list[tuple[str | None, Any]] = [(None, generated)]
+    for key, item_schema in (("audioInputs", "audioInput"), ("videoInputs", "videoInput")):
+        items = transcoder.get(key)
+        for item in items if isinstance(items, list) else ():
+            pieces.append((item_schema, item))
+            if isinstance(item, dict) and "region" in item:
+                pieces.append(("region", item["region"]))
+    return pieces
+
+
+class TestFastCheck:
+    """``jsonschema_rs`` only ever short-cuts to "valid": it must never accept what
+    ``jsonschema`` rejects, and must accept what it accepts (or it saves nothing)."""
+
+    @settings(max_examples=80, deadline=None)
+    @given(mutated_bodies())
+    def test_agrees_on_valid_and_broken_bodies(self, generated: dict[str, Any]) -> None:
+        for item_schema, piece in _pieces_of(generated):
+            assert validate._fast_valid(item_schema, piece) == _slow_valid(item_schema, piece)
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.sampled_from(["rtcChannel", "rtcToken", "placeholderImageUrl"]),
+        st.one_of(
+            st.text(max_size=80),
+            st.from_regex(r"\Ahttps?://[a-z.]{1,12}/[^?#]{0,12}\.(png|jpg)(\?.{0,8})?\Z"),
+        ),
+    )
+    def test_never_accepts_a_string_jsonschema_rejects(self, field: str, text: str) -> None:
+        item = video_input(101)
+        if field == "placeholderImageUrl":
+            item[field] = text
+        else:
+            item["rtc"][field] = text
+        if validate._fast_valid("videoInput", item):
+            assert _slow_valid("videoInput", item), text
+
+    @pytest.mark.parametrize(
+        "value",
+        [2**64, -(2**63) - 1, 1.0, 1.5, True, None, "1"],
+        ids=repr,
+    )
+    def test_numbers_at_the_edges(self, value: Any) -> None:
+        item = {"rtc": rtc(101)}
+        item["rtc"]["rtcUid"] = value
+        if validate._fast_valid("audioInput", item):
+            assert _slow_valid("audioInput", item)
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "https://cdn.example.com/a\x1cb.png",
+            "https://cdn.example.com/a\x85b.png",
+            "https://cdn.example.com/a\u3000b.png",
+            "https://cdn.example.com/a b.png",
+            "https://cdn.example.com/a.png#frag\x1f",
+        ],
+        ids=repr,
+    )
+    def test_whitespace_and_controls_in_urls_are_rejected_by_both(self, url: str) -> None:
+        item = video_input(101)
+        item["placeholderImageUrl"] = url
+        assert not validate._fast_valid("videoInput", item)
+        assert not _slow_valid("videoInput", item)
+
+    def test_a_join_validates_without_jsonschema(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        validate.clear_cache()
+        called: list[Any] = []
+        monkeypatch.setattr(validate, "schema_errors", lambda *a, **k: called.append(a) or [])
+        grown = body(
+            videoInputs=[video_input(300 + i, x=10 * i) for i in range(3)],
+            audioInputs=[{"rtc": rtc(300 + i)} for i in range(3)],
+        )
+        monkeypatch.undo()
+        assert check_request(grown) == ()
+        assert called == []
+
+    def test_a_trailing_newline_is_not_a_channel_name(self) -> None:
+        # Python's "$" matches before a final newline; JSON Schema's (ECMA-262) does not.
+        item = {"rtc": rtc(101, channel="room\n")}
+        assert not validate._fast_valid("audioInput", item)
+        assert not _slow_valid("audioInput", item)
+        found = [
+            error.message
+            for error in check_request(body(audioInputs=[item]))
+            if error.pointer == f"{T}/audioInputs/0/rtc/rtcChannel"
+        ]
+        assert any(message.startswith("'room\\n' is not an RTC channel") for message in found)

@@ -85,6 +85,36 @@ def _base_url(value: str | None) -> httpx.URL:
     return url
 
 
+class _IgnoredCookies(httpx.Cookies):
+    """A jar that keeps nothing: the API sets no cookies."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class _Cookieless:
+    """Mixin for the httpx clients below: no cookie jar.
+
+    httpx looks for cookies in every response by wrapping it, and its
+    request, in urllib objects (a URL parse each); the API sets none.
+    """
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+
+_NO_COOKIES = _IgnoredCookies()
+
+
+class _HttpClient(_Cookieless, httpx.Client):  # type: ignore[misc]
+    pass
+
+
+class _AsyncHttpClient(_Cookieless, httpx.AsyncClient):  # type: ignore[misc]
+    pass
+
+
 def _token(builder_token: str | BuilderToken) -> str:
     return builder_token.token if isinstance(builder_token, BuilderToken) else builder_token
 
@@ -245,7 +275,7 @@ class Client(_BaseClient):
             on_response=on_response,
         )
         self._sleep = sleep
-        self._http = httpx.Client(
+        self._http = _HttpClient(
             base_url=self.base_url,
             headers=self._default_headers,
             timeout=self.timeout,
@@ -369,7 +399,7 @@ class AsyncClient(_BaseClient):
             on_response=on_response,
         )
         self._sleep = sleep
-        self._http = httpx.AsyncClient(
+        self._http = _AsyncHttpClient(
             base_url=self.base_url,
             headers=self._default_headers,
             timeout=self.timeout,

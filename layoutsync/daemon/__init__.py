@@ -5,6 +5,7 @@
 - ``ratelimit``: the token bucket every outgoing request passes;
 - ``metrics``: Prometheus metrics in the daemon's own registry;
 - ``config``: spec files, reloads;
+- ``heap``: the garbage-collector policy that keeps pauses short with many sessions;
 - ``runtime``: ``Daemon``, sessions + queue + workers + resync;
 - ``app``: the Starlette app (``create_app``); ``layoutsync daemon`` serves it.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from .app import create_app
 from .config import ConfigChanges, ConfigError, ConfigProblem, LoadedSpec, SpecCatalog
+from .heap import HeapPolicy
 from .metrics import DaemonMetrics
 from .queue import BackoffLimiter, QueueCore, QueueShutDown, WorkQueue
 from .ratelimit import RateLimitedTransport, TokenBucket
@@ -44,6 +46,7 @@ __all__ = [
     "Daemon",
     "DaemonMetrics",
     "DaemonSettings",
+    "HeapPolicy",
     "HostEvent",
     "LoadedSpec",
     "ManagedSession",

@@ -43,6 +43,7 @@ from ..spec import LayoutSpec
 from ..store import StateStore
 from ..validate import MAX_UID
 from .config import ConfigChanges, ConfigError, LoadedSpec, SpecCatalog, watch_specs
+from .heap import HeapPolicy
 from .metrics import DaemonMetrics
 from .queue import BackoffLimiter, QueueShutDown, WorkQueue
 from .ratelimit import DEFAULT_BURST, DEFAULT_QPS, RateLimitedTransport, TokenBucket
@@ -90,6 +91,7 @@ class DaemonSettings:
     watch: bool = True
     poll_interval: float = 2.0
     seq_retention: float = 60.0
+    full_gc_interval: float = 600.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -105,6 +107,11 @@ class DaemonSettings:
             problems.append(f"resync must be > 0 seconds, got {self.resync}")
         if not 0 < self.resync_share <= 1:
             problems.append(f"resync_share must be in (0, 1], got {self.resync_share}")
+        if self.full_gc_interval < 0:
+            problems.append(
+                f"full_gc_interval must be >= 0 seconds (0: leave the collector alone), "
+                f"got {self.full_gc_interval}"
+            )
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -227,6 +234,7 @@ class Daemon:
         self._workers: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
+        self.heap = HeapPolicy()
         self._loaded = False
         self._stopping = False
         self.metrics.bind(
@@ -555,6 +563,9 @@ class Daemon:
             for i in range(self.settings.concurrency)
         ]
         self._tasks = [asyncio.create_task(self._resync_loop(), name="layoutsync-resync")]
+        if self.settings.full_gc_interval > 0:
+            self.heap.install()
+            self._tasks.append(asyncio.create_task(self._compact_loop(), name="layoutsync-heap"))
         if self.settings.watch:
             self._tasks.append(
                 asyncio.create_task(
@@ -598,6 +609,7 @@ class Daemon:
                     "drain timed out; the state store keeps the pending intents",
                     cancelled=len(pending),
                 )
+        self.heap.uninstall()
         self._log.info("daemon stopped", drained=queued)
 
     async def aclose(self) -> None:
@@ -616,15 +628,25 @@ class Daemon:
         floor = sessions / (self.settings.qps * self.settings.resync_share)
         return max(self.settings.resync, floor)
 
+    async def _stopped_within(self, seconds: float) -> bool:
+        """Wait ``seconds``; True when the daemon began stopping meanwhile."""
+        try:
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
     async def _resync_loop(self) -> None:
         while not self._stop.is_set():
             period = self.resync_period()
-            try:
-                await asyncio.wait_for(self._stop.wait(), period * self._rng.uniform(0.9, 1.1))
+            if await self._stopped_within(period * self._rng.uniform(0.9, 1.1)):
                 return
-            except TimeoutError:
-                pass
             self.schedule_resync(period)
+
+    async def _compact_loop(self) -> None:
+        """The one full collection per ``full_gc_interval`` (see ``layoutsync.daemon.heap``)."""
+        while not await self._stopped_within(self.settings.full_gc_interval):
+            self._log.info("heap compacted", **self.heap.compact())
 
     def schedule_resync(self, period: float) -> None:
         """Mark every session for a refresh, each at a random moment within ``period``."""
