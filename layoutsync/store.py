@@ -20,7 +20,8 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
@@ -31,6 +32,7 @@ from .canonical import canonical_bytes
 from .errors import StateError
 
 __all__ = [
+    "ClientSeqRow",
     "Inputs",
     "Intent",
     "MemoryStore",
@@ -40,6 +42,10 @@ __all__ = [
 ]
 
 Call = Literal["acquire", "create", "update", "delete"]
+
+#: A webhook ordering record the daemon keeps across a restart: (channel, uid, last applied
+#: clientSeq, seconds since that user left, or None while a host). See ``ClientSeqTracker``.
+ClientSeqRow = tuple[str, int, int, float | None]
 
 
 class Inputs(NamedTuple):
@@ -152,6 +158,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._rows: dict[str, SessionState] = {}
+        self._client_seqs: tuple[list[ClientSeqRow], float] = ([], 0.0)
         self.saves = 0  #: how many times ``save`` was called (tests count writes)
 
     def load(self, name: str) -> SessionState | None:
@@ -166,6 +173,13 @@ class MemoryStore:
 
     def names(self) -> tuple[str, ...]:
         return tuple(sorted(self._rows))
+
+    def save_client_seqs(self, rows: Iterable[ClientSeqRow], *, now: float | None = None) -> None:
+        self._client_seqs = (list(rows), time.time() if now is None else now)
+
+    def load_client_seqs(self, *, now: float | None = None) -> list[ClientSeqRow]:
+        rows, saved_at = self._client_seqs
+        return _aged(rows, saved_at, now)
 
     def close(self) -> None:
         pass
@@ -188,6 +202,17 @@ CREATE TABLE IF NOT EXISTS sessions (
     intent            TEXT,
     orphan            TEXT,
     updated_at        REAL NOT NULL
+)
+"""
+
+_CLIENT_SEQ_SCHEMA = """
+CREATE TABLE IF NOT EXISTS client_seqs (
+    channel    TEXT NOT NULL,
+    uid        INTEGER NOT NULL,
+    client_seq INTEGER NOT NULL,
+    left_ago   REAL,
+    saved_at   REAL NOT NULL,
+    PRIMARY KEY (channel, uid)
 )
 """
 
@@ -251,6 +276,9 @@ class SqliteStore:
                 )
             with self._transaction():
                 self._db.execute(_SCHEMA)
+                # an added table: a file written by an older layoutsync gains it, and an
+                # older layoutsync still opens this file (it never reads the table)
+                self._db.execute(_CLIENT_SEQ_SCHEMA)
                 self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             raise StateError(f"{self.path}: cannot open the state file: {exc}") from None
@@ -258,7 +286,7 @@ class SqliteStore:
     # --- StateStore ---------------------------------------------------------------------------
 
     def load(self, name: str) -> SessionState | None:
-        with self._guard("read"):
+        with self._guard("read session state"):
             row = self._db.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM sessions WHERE name = ?", (name,)
             ).fetchone()
@@ -268,21 +296,43 @@ class SqliteStore:
         row = _encode(state)
         # One statement in autocommit mode is one transaction: atomic, and durable per
         # ``synchronous`` when it returns, without a BEGIN and COMMIT round of its own.
-        with self._guard("write"):
+        with self._guard("write session state"):
             self._db.execute(_UPSERT, row)
 
     def delete(self, name: str) -> None:
-        with self._guard("delete"):
+        with self._guard("delete session state"):
             self._db.execute("DELETE FROM sessions WHERE name = ?", (name,))
 
     def names(self) -> tuple[str, ...]:
-        with self._guard("list"):
+        with self._guard("list session state"):
             rows = self._db.execute("SELECT name FROM sessions ORDER BY name").fetchall()
         return tuple(row[0] for row in rows)
 
+    def save_client_seqs(self, rows: Iterable[ClientSeqRow], *, now: float | None = None) -> None:
+        """Replace the saved webhook ordering records (the daemon saves them as it stops)."""
+        saved_at = time.time() if now is None else now
+        with self._guard("save the webhook clientSeq records"), self._transaction():
+            self._db.execute("DELETE FROM client_seqs")
+            self._db.executemany(
+                "INSERT INTO client_seqs (channel, uid, client_seq, left_ago, saved_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                ((channel, uid, seq, left_ago, saved_at) for channel, uid, seq, left_ago in rows),
+            )
+
+    def load_client_seqs(self, *, now: float | None = None) -> list[ClientSeqRow]:
+        """The saved records in their saved order, each leave older by the time since."""
+        with self._guard("load the webhook clientSeq records"):
+            rows = self._db.execute(
+                "SELECT channel, uid, client_seq, left_ago, saved_at FROM client_seqs "
+                "ORDER BY rowid"
+            ).fetchall()
+        if not rows:
+            return []
+        return _aged([row[:4] for row in rows], rows[0][4], now)
+
     def check(self) -> None:
         """Raise ``StateError`` unless the file answers a query (the daemon's readiness probe)."""
-        with self._guard("check"):
+        with self._guard("check session state"):
             self._db.execute("SELECT 1 FROM sessions LIMIT 1").fetchall()
 
     def close(self) -> None:
@@ -306,7 +356,7 @@ class SqliteStore:
             try:
                 yield
             except sqlite3.Error as exc:
-                raise StateError(f"{self.path}: cannot {what} session state: {exc}") from None
+                raise StateError(f"{self.path}: cannot {what}: {exc}") from None
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -347,6 +397,15 @@ class SqliteStore:
                 f"{self.path}: the row of session {values['name']!r} is damaged "
                 f"({type(exc).__name__}); delete it with `layoutsync destroy` or restore a backup"
             ) from None
+
+
+def _aged(rows: Iterable[ClientSeqRow], saved_at: float, now: float | None) -> list[ClientSeqRow]:
+    """``rows`` as of ``now`` (wall clock): every leave is older by the time since saving."""
+    elapsed = max(0.0, (time.time() if now is None else now) - saved_at)
+    return [
+        (channel, uid, seq, None if left_ago is None else left_ago + elapsed)
+        for channel, uid, seq, left_ago in rows
+    ]
 
 
 def _create_private(path: Path) -> None:

@@ -353,6 +353,27 @@ def test_sigterm_drains_and_a_restart_sends_no_create(world: World) -> None:
     assert again.stop() == 0
 
 
+def test_webhook_ordering_survives_a_restart(world: World) -> None:
+    daemon = world.start_daemon()
+    assert webhook(daemon, 103, 6001, 20).json()["sessions"] == ["hall"]
+    assert webhook(daemon, 103, 6002, 30).json()["sessions"] == ["hall"]
+    settled(daemon, "hall")
+    assert webhook(daemon, 104, 6001, 21).json()["sessions"] == ["hall"]
+    settled(daemon, "hall")
+    assert world.video_uids("hall-1") == [6002]
+    assert daemon.stop() == 0
+
+    again = world.start_daemon()
+    settled(again, "hall")
+    # Agora retries the join late, after the leave and after the restart.
+    late = webhook(again, 103, 6001, 20)
+    assert late.json()["ignored"] == "clientSeq not above the last seen"
+    assert session(again, "hall")["hosts"] == [6002]
+    assert webhook(again, 104, 6002, 29).json()["ignored"] == "clientSeq not above the last seen"
+    assert webhook(again, 104, 6002, 31).json()["sessions"] == ["hall"]
+    assert again.stop() == 0
+
+
 def test_a_new_spec_file_adds_a_session(world: World) -> None:
     daemon = world.start_daemon()
     (world.specs / "annex.json").write_text(json.dumps(spec_doc("annex-1", "annex")))

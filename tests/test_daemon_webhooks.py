@@ -281,6 +281,41 @@ class TestClientSeqTracker:
         assert len(tracker) == 3
         assert tracker.last_seq("room", 1) is None  # then the least recently updated
 
+    def test_export_and_restore_carry_the_guard_across_a_restart(self) -> None:
+        before = ClientSeqTracker(retention=60.0)
+        before.accept(event(3, 9, joined=False), 900.0)  # left long ago: pruned on export
+        before.accept(event(1, 7), 1000.0)  # a host
+        before.accept(event(2, 4, joined=False), 1010.0)  # left 20 s before the export
+        rows = before.export(1030.0)
+        assert rows == [("room", 1, 7, None), ("room", 2, 4, 20.0)]
+
+        # A new process: its own monotonic clock, 5 s after the export.
+        after = ClientSeqTracker(retention=60.0)
+        assert after.restore(rows, now=5.0) == 2
+        assert not after.accept(event(1, 6, joined=False), 5.0)  # older than the join
+        assert not after.accept(event(2, 3), 5.0)  # the join before the leave, delivered late
+        assert after.last_seq("room", 2) == 4
+        after.prune(5.0 + 40.0)  # the leave is 20 + 40 = 60 s old
+        assert after.last_seq("room", 2) is None
+        assert after.last_seq("room", 1) == 7
+
+    def test_restore_drops_stale_leaves_and_keeps_the_higher_seq(self) -> None:
+        tracker = ClientSeqTracker(retention=60.0)
+        tracker.accept(event(1, 10), 0.0)
+        restored = tracker.restore(
+            [("room", 1, 8, None), ("room", 2, 3, 61.0), ("room", 3, 2, None)], now=0.0
+        )
+        assert restored == 1
+        assert tracker.last_seq("room", 1) == 10
+        assert tracker.last_seq("room", 2) is None
+        assert tracker.last_seq("room", 3) == 2
+
+    def test_restore_respects_the_bound(self) -> None:
+        tracker = ClientSeqTracker(max_records=2)
+        tracker.restore([("room", uid, 1, None) for uid in range(1, 6)], now=0.0)
+        assert len(tracker) == 2
+        assert tracker.last_seq("room", 5) == 1  # the most recently updated are kept
+
     def test_bad_parameters(self) -> None:
         with pytest.raises(ValueError):
             ClientSeqTracker(retention=-1)

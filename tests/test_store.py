@@ -99,6 +99,56 @@ class TestContract:
         assert store.load("b") is None
 
 
+class TestClientSeqRecords:
+    """The daemon's webhook ordering records, kept across a clean restart."""
+
+    ROWS = [("room", 7, 12, None), ("room", 8, 3, 4.5), ("hall", 7, 1, None)]
+
+    def test_round_trip_in_order_with_leaves_aged(self, store: SqliteStore | MemoryStore) -> None:
+        store.save_client_seqs(self.ROWS, now=1000.0)
+        loaded = store.load_client_seqs(now=1010.0)
+        assert loaded == [("room", 7, 12, None), ("room", 8, 3, 14.5), ("hall", 7, 1, None)]
+
+    def test_a_save_replaces_the_last(self, store: SqliteStore | MemoryStore) -> None:
+        store.save_client_seqs(self.ROWS, now=0.0)
+        store.save_client_seqs([("room", 9, 1, None)], now=0.0)
+        assert store.load_client_seqs(now=0.0) == [("room", 9, 1, None)]
+
+    def test_nothing_saved_is_empty(self, store: SqliteStore | MemoryStore) -> None:
+        assert store.load_client_seqs() == []
+
+    def test_a_clock_set_back_ages_nothing(self, store: SqliteStore | MemoryStore) -> None:
+        store.save_client_seqs(self.ROWS, now=1000.0)
+        assert store.load_client_seqs(now=900.0)[1] == ("room", 8, 3, 4.5)
+
+    def test_survive_reopen_and_leave_sessions_alone(self, tmp_path: Path) -> None:
+        path = tmp_path / "state.db"
+        with SqliteStore(path) as first:
+            first.save(full_state())
+            first.save_client_seqs(self.ROWS, now=0.0)
+        with SqliteStore(path) as second:
+            assert second.load_client_seqs(now=0.0) == self.ROWS
+            assert second.names() == ("demo",)
+
+    def test_a_file_from_before_the_table_gains_it(self, tmp_path: Path) -> None:
+        path = tmp_path / "state.db"
+        with SqliteStore(path) as first:
+            first.save(full_state())
+        with sqlite3.connect(path) as db:
+            db.execute("DROP TABLE client_seqs")
+        with SqliteStore(path) as reopened:
+            assert reopened.load_client_seqs() == []
+            reopened.save_client_seqs(self.ROWS, now=0.0)
+            assert reopened.load_client_seqs(now=0.0) == self.ROWS
+            assert reopened.load("demo") == full_state()
+
+    def test_a_closed_file_is_a_state_error(self, tmp_path: Path) -> None:
+        store = SqliteStore(tmp_path / "state.db")
+        store.close()
+        with pytest.raises(StateError, match="cannot save the webhook clientSeq records"):
+            store.save_client_seqs(self.ROWS)
+
+
 class TestSqlite:
     def test_survives_reopen(self, tmp_path: Path) -> None:
         path = tmp_path / "state.db"

@@ -553,6 +553,7 @@ class Daemon:
         if not self._loaded:
             self.load()
         self._stop.clear()
+        self._restore_client_seqs()
         # A new process reconciles every session once: it compiles the stored desired
         # state and plans against the stored applied body, so nothing is sent unless
         # something is owed (a pending intent, a spec edited while stopped).
@@ -609,6 +610,7 @@ class Daemon:
                     "drain timed out; the state store keeps the pending intents",
                     cancelled=len(pending),
                 )
+        self._save_client_seqs()
         self.heap.uninstall()
         self._log.info("daemon stopped", drained=queued)
 
@@ -621,6 +623,36 @@ class Daemon:
         if close is not None:
             with contextlib.suppress(Exception):
                 close()
+
+    def _restore_client_seqs(self) -> None:
+        """Take back the webhook ordering records the last clean stop saved.
+
+        Without them, a join that Agora delivers late, after the leave that
+        followed it and after a restart, would bring back a host who is gone.
+        After a crash there is nothing to take back: the records start empty.
+        """
+        load = getattr(self.store, "load_client_seqs", None)  # SqliteStore, MemoryStore
+        if load is None:
+            return
+        try:
+            restored = self.seqs.restore(load(), self._clock())
+        except StateError as exc:
+            self._log.warning("webhook clientSeq records not restored", error=str(exc))
+            return
+        if restored:
+            self._log.info("webhook clientSeq records restored", records=restored)
+
+    def _save_client_seqs(self) -> None:
+        save = getattr(self.store, "save_client_seqs", None)
+        if save is None:
+            return
+        rows = self.seqs.export(self._clock())
+        try:
+            save(rows)
+        except StateError as exc:
+            self._log.warning("webhook clientSeq records not saved", error=str(exc))
+            return
+        self._log.info("webhook clientSeq records saved", records=len(rows))
 
     def resync_period(self) -> float:
         """The configured period, stretched so resync Queries stay within their rate share."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final
@@ -223,6 +223,9 @@ class _Record:
     client_seq: int
     left_at: float | None  # monotonic seconds of the last applied leave, None while a host
 
+    def left_ago(self, now: float) -> float | None:
+        return None if self.left_at is None else now - self.left_at
+
 
 class ClientSeqTracker:
     """Last applied clientSeq per (channel, uid): the documented guard against reordering.
@@ -275,6 +278,41 @@ class ClientSeqTracker:
             self._left.move_to_end(key)
         self._bound()
         return True
+
+    def export(self, now: float) -> list[tuple[str, int, int, float | None]]:
+        """Every record as (channel, uid, clientSeq, seconds since the leave or None),
+        least recently updated first: what ``restore`` takes after a restart."""
+        self.prune(now)
+        return [
+            (channel, uid, record.client_seq, record.left_ago(now))
+            for (channel, uid), record in self._records.items()
+        ]
+
+    def restore(self, rows: Iterable[tuple[str, int, int, float | None]], now: float) -> int:
+        """Take records back from ``export`` (of this or an earlier process); returns how many.
+
+        A record of a user who left longer than ``retention`` ago is dropped;
+        an existing record keeps the higher clientSeq.
+        """
+        restored = 0
+        for channel, uid, client_seq, left_ago in rows:
+            if left_ago is not None and left_ago >= self.retention:
+                continue
+            key = (channel, uid)
+            current = self._records.get(key)
+            if current is not None and current.client_seq >= client_seq:
+                continue
+            left_at = None if left_ago is None else now - left_ago
+            self._records[key] = _Record(client_seq, left_at)
+            self._records.move_to_end(key)
+            self._left.pop(key, None)
+            if left_at is not None:
+                self._left[key] = left_at
+            restored += 1
+        # ``prune`` reads leaves oldest first
+        self._left = OrderedDict(sorted(self._left.items(), key=lambda item: item[1]))
+        self._bound()
+        return restored
 
     def prune(self, now: float) -> None:
         """Drop the records of users who left more than ``retention`` seconds ago."""
