@@ -56,6 +56,15 @@ def full_state(name: str = "demo") -> SessionState:
     )
 
 
+def saved_then_altered(path: Path, sql: str) -> Path:
+    """A state file holding ``full_state()``, then changed behind the store's back."""
+    with SqliteStore(path) as store:
+        store.save(full_state())
+    with sqlite3.connect(path) as db:
+        db.execute(sql)
+    return path
+
+
 @pytest.fixture(params=["sqlite", "memory"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> StateStore:
     if request.param == "memory":
@@ -131,11 +140,7 @@ class TestClientSeqRecords:
             assert second.names() == ("demo",)
 
     def test_a_file_from_before_the_table_gains_it(self, tmp_path: Path) -> None:
-        path = tmp_path / "state.db"
-        with SqliteStore(path) as first:
-            first.save(full_state())
-        with sqlite3.connect(path) as db:
-            db.execute("DROP TABLE client_seqs")
+        path = saved_then_altered(tmp_path / "state.db", "DROP TABLE client_seqs")
         with SqliteStore(path) as reopened:
             assert reopened.load_client_seqs() == []
             reopened.save_client_seqs(self.ROWS, now=0.0)
@@ -186,11 +191,9 @@ class TestSqlite:
         assert "SECRET" not in text
 
     def test_damaged_row_is_a_state_error(self, tmp_path: Path) -> None:
-        path = tmp_path / "state.db"
-        with SqliteStore(path) as store:
-            store.save(full_state())
-        with sqlite3.connect(path) as db:
-            db.execute("UPDATE sessions SET intent = '{not json' WHERE name = 'demo'")
+        path = saved_then_altered(
+            tmp_path / "state.db", "UPDATE sessions SET intent = '{not json' WHERE name = 'demo'"
+        )
         with SqliteStore(path) as store, pytest.raises(StateError, match="damaged") as info:
             store.load("demo")
         assert "SECRET" not in str(info.value)
