@@ -161,14 +161,9 @@ def _ecma_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
+@functools.cache
 def _validator(name: str) -> jsonschema.protocols.Validator:
-    validator = _VALIDATORS.get(name)
-    if validator is None:
-        validator = _VALIDATORS[name] = make_validator(load_schema(name))
-    return validator
-
-
-_VALIDATORS: dict[str, jsonschema.protocols.Validator] = {}
+    return make_validator(load_schema(name))
 
 
 #: Input lists validated item by item, with the sub-schema of their items.
@@ -253,36 +248,33 @@ def _fast_valid(item_schema: str | None, instance: Any) -> bool:
         return False
 
 
+@functools.cache
 def _fast_validator(item_schema: str | None) -> Any:
-    """``is_valid`` of the whole schema, or of ``$defs/<item_schema>`` (made once)."""
+    """``is_valid`` of ``_piece_schema(item_schema)`` (made once)."""
     if jsonschema_rs is None:
         return None
-    key = f"transcoder-request#{item_schema or ''}"
-    check = _FAST.get(key)
-    if check is None:
-        schema = load_schema("transcoder-request")
-        if item_schema is not None:
-            # the same document, entered at one definition, so its $refs still resolve
-            schema = {"$schema": schema["$schema"], "$defs": schema["$defs"]}
-            schema["$ref"] = f"#/$defs/{item_schema}"
-        check = _FAST[key] = jsonschema_rs.validator_for(schema, validate_formats=False).is_valid
-    return check
+    return jsonschema_rs.validator_for(_piece_schema(item_schema), validate_formats=False).is_valid
 
 
-_FAST: dict[str, Any] = {}
-
-
+@functools.cache
 def _piece_validator(item_schema: str | None) -> jsonschema.protocols.Validator:
-    """The whole-body validator, or one scoped to ``$defs/<item_schema>`` (made once)."""
-    whole = _validator("transcoder-request")
+    """The ``jsonschema`` validator of ``_piece_schema(item_schema)`` (made once)."""
     if item_schema is None:
-        return whole
-    key = f"transcoder-request#{item_schema}"
-    validator = _VALIDATORS.get(key)
-    if validator is None:
-        definitions = load_schema("transcoder-request")["$defs"]
-        validator = _VALIDATORS[key] = whole.evolve(schema=definitions[item_schema])
-    return validator
+        return _validator("transcoder-request")
+    return make_validator(_piece_schema(item_schema))
+
+
+def _piece_schema(item_schema: str | None) -> Mapping[str, Any]:
+    """The request schema, or the same document entered at ``$defs/<item_schema>`` (so its
+    ``$ref``s still resolve): one definition of a piece for both validators."""
+    schema = load_schema("transcoder-request")
+    if item_schema is None:
+        return schema
+    return {
+        "$schema": schema["$schema"],
+        "$defs": schema["$defs"],
+        "$ref": f"#/$defs/{item_schema}",
+    }
 
 
 def _transcoder_of(body: Any) -> dict[str, Any] | None:

@@ -27,6 +27,7 @@ from typing import Any, Final
 
 import orjson
 
+from ..store import ClientSeqRow
 from ..validate import MAX_UID
 
 __all__ = [
@@ -279,7 +280,7 @@ class ClientSeqTracker:
         self._bound()
         return True
 
-    def export(self, now: float) -> list[tuple[str, int, int, float | None]]:
+    def export(self, now: float) -> list[ClientSeqRow]:
         """Every record as (channel, uid, clientSeq, seconds since the leave or None),
         least recently updated first: what ``restore`` takes after a restart."""
         self.prune(now)
@@ -288,7 +289,7 @@ class ClientSeqTracker:
             for (channel, uid), record in self._records.items()
         ]
 
-    def restore(self, rows: Iterable[tuple[str, int, int, float | None]], now: float) -> int:
+    def restore(self, rows: Iterable[ClientSeqRow], now: float) -> int:
         """Take records back from ``export`` (of this or an earlier process); returns how many.
 
         A record of a user who left longer than ``retention`` ago is dropped;
