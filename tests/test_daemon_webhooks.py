@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from layoutsync.daemon.runtime import Daemon, DaemonSettings
 from layoutsync.daemon.webhooks import (
     SIGNATURE_HEADER,
     SIGNATURE_V2_HEADER,
@@ -20,6 +22,7 @@ from layoutsync.daemon.webhooks import (
     sign,
     verify_signature,
 )
+from layoutsync.store import MemoryStore
 
 # The vectors of shared/reference/ncs-webhooks.md (secret "secret").
 SECRET = "secret"
@@ -330,3 +333,35 @@ class TestClientSeqTracker:
         assert applied == sorted(applied)
         assert applied[-1] == 12 or 12 not in order
         assert tracker.last_seq("room", 7) == max(order)
+
+
+class TestRecordsAcrossRestarts:
+    """The daemon saves the tracker on stop and takes it back on start."""
+
+    @staticmethod
+    def daemon(tmp_path: Path, store: MemoryStore) -> Daemon:
+        config = tmp_path / "specs"
+        config.mkdir(exist_ok=True)
+        settings = DaemonSettings(config=config, watch=False, full_gc_interval=0)
+        return Daemon(settings, client=object(), store=store)
+
+    @pytest.mark.anyio
+    async def test_a_stop_and_start_carry_the_records(self, tmp_path: Path) -> None:
+        store = MemoryStore()
+        first = self.daemon(tmp_path, store)
+        await first.start()
+        assert first.seqs.accept(event(1, 9), 0.0)
+        await first.stop()
+        second = self.daemon(tmp_path, store)
+        await second.start()
+        try:
+            assert second.seqs.last_seq("room", 1) == 9
+        finally:
+            await second.stop()
+
+    @pytest.mark.anyio
+    async def test_a_stop_without_a_start_keeps_what_was_saved(self, tmp_path: Path) -> None:
+        store = MemoryStore()
+        store.save_client_seqs([("room", 1, 9, None)])
+        await self.daemon(tmp_path, store).stop()
+        assert store.load_client_seqs() == [("room", 1, 9, None)]

@@ -237,6 +237,7 @@ class Daemon:
         self.heap = HeapPolicy()
         self._loaded = False
         self._stopping = False
+        self._seqs_restored = False  # a stop before any start must not wipe the saved records
         self.metrics.bind(
             queue_depth=lambda: len(self.queue),
             in_flight=lambda: self._in_flight,
@@ -631,6 +632,7 @@ class Daemon:
         followed it and after a restart, would bring back a host who is gone.
         After a crash there is nothing to take back: the records start empty.
         """
+        self._seqs_restored = True
         load = getattr(self.store, "load_client_seqs", None)  # SqliteStore, MemoryStore
         if load is None:
             return
@@ -644,7 +646,7 @@ class Daemon:
 
     def _save_client_seqs(self) -> None:
         save = getattr(self.store, "save_client_seqs", None)
-        if save is None:
+        if save is None or not self._seqs_restored:
             return
         rows = self.seqs.export(self._clock())
         try:
