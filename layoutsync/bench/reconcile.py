@@ -55,15 +55,19 @@ def _service(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, json=task)
 
 
-def _session(store: StateStore) -> Session:
-    client = Client(
+def _client() -> Client:
+    """A client whose every call is answered in-process by ``_service``."""
+    return Client(
         base_url="http://bench.invalid",
         app_id="bench",
         customer_key="bench-key",
         customer_secret="bench-secret",
         transport=httpx.MockTransport(_service),
     )
-    session = Session(load_spec(GRID_16), client=client, store=store)
+
+
+def _session(store: StateStore) -> Session:
+    session = Session(load_spec(GRID_16), client=_client(), store=store)
     session.set_hosts(_HOSTS)
     session.reconcile().raise_for_error()
     return session
@@ -212,13 +216,7 @@ def _breakdown(budget: float, rounds: int) -> dict[str, float]:
     def diff_deepdiff() -> object:
         return _deepdiff_changes(*pruned[next(cycle)])
 
-    client = Client(
-        base_url="http://bench.invalid",
-        app_id="bench",
-        customer_key="bench-key",
-        customer_secret="bench-secret",
-        transport=httpx.MockTransport(_service),
-    )
+    client = _client()
     body: Any = base.body
     sequence = itertools.count()
 
