@@ -396,6 +396,17 @@ class _SessionCore:
         """The last compile (by ``plan`` or ``reconcile``): its body, placements, overflow."""
         return self._compiled
 
+    @property
+    def applied(self) -> tuple[Mapping[str, Any] | None, Inputs | None]:
+        """The last body the service accepted and the inputs it came from (for pictures)."""
+        state = self._state
+        return state.applied_body, state.applied_inputs
+
+    @property
+    def slot_assignment(self) -> SlotAssignment | None:
+        """The slots of the last applied layout: what the next compile keeps stable."""
+        return _slots_of(self._state.slots)
+
     def host_joined(self, uid: int) -> None:
         """A host is in the channel (idempotent); it joins at the end of the join order."""
         uid = _uid(uid, "host")
