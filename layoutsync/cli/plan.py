@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from ._session_verbs import add_common, open_session, setup_logging, show_plan
+from .preview import write_plan_preview
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,6 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="exit 0 for no changes, 2 for changes, 1 for errors",
     )
+    parser.add_argument(
+        "--preview",
+        metavar="FILE",
+        help="also draw before -> after (live as last applied, desired) to FILE (.png or .svg)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -39,4 +45,6 @@ def run(args: argparse.Namespace) -> int:
         return 1
     plan = session.plan()
     show_plan(plan, session, as_json=args.json)
+    if args.preview and write_plan_preview(args.preview, session, plan):
+        return 1
     return 2 if args.detailed_exitcode and plan.changed else 0

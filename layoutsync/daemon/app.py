@@ -10,6 +10,7 @@ Routes (JSON in and out):
 ``GET  /v1/sessions``, ``/v1/sessions/{name}`` status
 ``POST /v1/sessions/{name}/reconcile``        reconcile now, answer with the result
 ``POST /v1/webhooks/agora``                   NCS events, signed (no bearer token)
+``GET  /``, ``.../{name}/preview.svg``        dashboard and pictures (``dashboard.py``)
 ========================================  ==================================================
 
 Every ``/v1`` route but the webhook needs ``Authorization: Bearer <token>``
@@ -43,6 +44,7 @@ from ..errors import LayoutsyncError
 from ..logs import get_logger
 from ..redact import redact
 from ..validate import MAX_UID
+from .dashboard import dashboard_routes
 from .metrics import CONTENT_TYPE
 from .runtime import Daemon, UnknownSession, check_uid
 from .webhooks import SignatureCheck, WebhookError, parse_notification, verify_signature
@@ -387,6 +389,7 @@ def create_app(
         Route(f"{sessions}/reconcile", endpoint(reconcile), methods=["POST"]),
         Route("/v1/webhooks/agora", endpoint(webhook, auth=False), methods=["POST"]),
     ]
+    routes += dashboard_routes(daemon, endpoint)
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -40,6 +40,7 @@ __all__ = [
     "coverage",
     "frame_of",
     "layout_picture",
+    "picture_of_plan",
     "plan_picture",
     "render_png",
     "render_svg",
@@ -130,9 +131,7 @@ def _frame(
             template=template,
             canvas=canvas,
         )
-    return frame_of(
-        body, speaker=speaker, overflowed=overflowed, template=template, canvas=canvas
-    )
+    return frame_of(body, speaker=speaker, overflowed=overflowed, template=template, canvas=canvas)
 
 
 def layout_picture(
@@ -190,8 +189,9 @@ def sheet_row(
     for count in range(1, max_hosts + 1):
         present = uids[:count]
         compiled = compile_for_preview(spec, present, speaker, previous)
-        frame = _frame(compiled, speaker=None, overflowed=(), template=template,
-                       canvas=_spec_canvas(spec))
+        frame = _frame(
+            compiled, speaker=None, overflowed=(), template=template, canvas=_spec_canvas(spec)
+        )
         joined = present[-1]
         if before is None:
             marks: dict[int, Mark] = {}
@@ -257,13 +257,19 @@ def plan_picture(
     after_note: str = "",
     canvas: tuple[int, int, int] | None = None,
 ) -> Picture:
-    """"Before -> after": the live layout as last applied beside the desired one, with added,
+    """ "Before -> after": the live layout as last applied beside the desired one, with added,
     moved and removed hosts marked. ``summary`` is the plan's one line (``Plan.summary()``)."""
-    new = _frame(after, speaker=after_speaker, overflowed=after_overflowed, template=template,
-                 canvas=canvas)
+    new = _frame(
+        after, speaker=after_speaker, overflowed=after_overflowed, template=template, canvas=canvas
+    )
     fallback = canvas or (new.width, new.height, new.color)
-    old = frame_of(before, speaker=before_speaker, overflowed=before_overflowed,
-                   template=template, canvas=fallback)
+    old = frame_of(
+        before,
+        speaker=before_speaker,
+        overflowed=before_overflowed,
+        template=template,
+        canvas=fallback,
+    )
     old_marks, new_marks = marks_between(old, new)
     scene = plan_scene(
         _with_marks(old, old_marks),

@@ -88,8 +88,18 @@ def draw_canvas(
         if size is not None and line_height(size) + 6 <= h:
             text = label(mark.name, x + w / 2, y + h - line_height(size) - 4, size, "#ffffff")
             text = _centred(text, x + w / 2)
-            items.append(Fill(text.x - 3, text.box[1] - 1, text.width + 6, line_height(size) + 2,
-                              "#000000", "watermark-label", radius=2, opacity=0.55))
+            items.append(
+                Fill(
+                    text.x - 3,
+                    text.box[1] - 1,
+                    text.width + 6,
+                    line_height(size) + 2,
+                    "#000000",
+                    "watermark-label",
+                    radius=2,
+                    opacity=0.55,
+                )
+            )
             items.append(text)
     if frame.empty or frame.audio_only:
         words = (
@@ -100,19 +110,37 @@ def draw_canvas(
         size = fit(words, pw - 16, 12 if compact else 18, smallest=8)
         if size is not None:
             items.append(
-                label(words, ox + pw / 2, oy + ph / 2 - line_height(size) / 2, size,
-                      Theme.muted, align="centre", role="note")
+                label(
+                    words,
+                    ox + pw / 2,
+                    oy + ph / 2 - line_height(size) / 2,
+                    size,
+                    Theme.muted,
+                    align="centre",
+                    role="note",
+                )
             )
     if frame.background:
-        items.append(Outline(ox + 1, oy + 1, pw - 2, ph - 2, Theme.background, 1.5, dash=True,
-                             role="background"))
+        items.append(
+            Outline(
+                ox + 1, oy + 1, pw - 2, ph - 2, Theme.background, 1.5, dash=True, role="background"
+            )
+        )
     items.append(Outline(ox - 1, oy - 1, pw + 2, ph + 2, Theme.panel_edge, 1, role="edge"))
     return items
 
 
 def _centred(text: Label, centre: float) -> Label:
-    return Label(text.text, centre - text.width / 2, text.baseline, text.size, text.colour,
-                 text.bold, text.width, text.role)
+    return Label(
+        text.text,
+        centre - text.width / 2,
+        text.baseline,
+        text.size,
+        text.colour,
+        text.bold,
+        text.width,
+        text.role,
+    )
 
 
 def _tile(frame: Frame, tile: Tile, panel: Panel, *, compact: bool, new_word: str) -> list[Item]:
@@ -125,8 +153,17 @@ def _tile(frame: Frame, tile: Tile, panel: Panel, *, compact: bool, new_word: st
         ("z", tile.z_order),
     )
     items: list[Item] = [
-        Fill(tile.x, tile.y, tile.width, tile.height, colour, "region", panel,
-             opacity=0.4 if removed else 1.0, data=data),
+        Fill(
+            tile.x,
+            tile.y,
+            tile.width,
+            tile.height,
+            colour,
+            "region",
+            panel,
+            opacity=0.4 if removed else 1.0,
+            data=data,
+        ),
         Outline(x, y, w, h, _shade(colour, 0.6), 1, role="tile-edge"),
     ]
     ink = "#ffffff" if removed else text_colour(colour)
@@ -136,8 +173,18 @@ def _tile(frame: Frame, tile: Tile, panel: Panel, *, compact: bool, new_word: st
         badges.append(("SPEAKER", Theme.speaker))
     if mark is not None:
         inset = 3 if tile.uid == frame.speaker else 0
-        items.append(Outline(x + inset, y + inset, w - 2 * inset, h - 2 * inset,
-                             MARK_COLOURS[mark], 2.5, dash=mark != "added", role=mark))
+        items.append(
+            Outline(
+                x + inset,
+                y + inset,
+                w - 2 * inset,
+                h - 2 * inset,
+                MARK_COLOURS[mark],
+                2.5,
+                dash=mark != "added",
+                role=mark,
+            )
+        )
         word = new_word if mark == "added" else MARK_WORDS[mark]
         badges.append((word, MARK_COLOURS[mark]))
     badge_items, badge_bottom = _badges(badges, x, y, w, h, compact=compact)
@@ -186,8 +233,10 @@ def _tile_text(
             return []
     small = max(9, round(size * 0.5))
     show_dims = (
-        not compact or w >= 150
-    ) and measure(dims, small) <= room_w and line_height(size) + line_height(small) + 2 <= room_h
+        (not compact or w >= 150)
+        and measure(dims, small) <= room_w
+        and line_height(size) + line_height(small) + 2 <= room_h
+    )
     block = line_height(size) + (line_height(small) + 2 if show_dims else 0)
     middle = y + h / 2
     start = min(max(middle - block / 2, area_top), y + h - 3 - block)
@@ -196,8 +245,15 @@ def _tile_text(
     ]
     if show_dims:
         items.append(
-            label(dims, x + w / 2, start + line_height(size) + 2, small, ink, align="centre",
-                  role="dims")
+            label(
+                dims,
+                x + w / 2,
+                start + line_height(size) + 2,
+                small,
+                ink,
+                align="centre",
+                role="dims",
+            )
         )
     return items
 
@@ -249,8 +305,15 @@ def wrap(parts: Sequence[str], room: float, size: int, *, joiner: str = "  ·  "
 
 
 def text_block(
-    lines: Sequence[str], x: float, top: float, size: int, colour: str, *, bold: bool = False,
-    gap: int = 4, role: str = "",
+    lines: Sequence[str],
+    x: float,
+    top: float,
+    size: int,
+    colour: str,
+    *,
+    bold: bool = False,
+    gap: int = 4,
+    role: str = "",
 ) -> tuple[list[Item], float]:
     """Lines stacked from ``top``; returns them and the bottom."""
     items: list[Item] = []
@@ -268,8 +331,9 @@ def overflow_lines(frame: Frame, room: float, size: int) -> list[tuple[str, bool
     for title, uids in (("audio only", heard), ("dropped", dropped)):
         if uids:
             out.append((title, False))
-            out.extend((line, False) for line in wrap([str(u) for u in uids], room, size,
-                                                      joiner=", "))
+            out.extend(
+                (line, False) for line in wrap([str(u) for u in uids], room, size, joiner=", ")
+            )
     return out
 
 
@@ -302,8 +366,9 @@ def single_scene(frame: Frame, *, title: str | None = None, max_width: int = 960
         bottom = max(bottom, y)
     y = bottom + 12
     room = width - 2 * MARGIN
-    block, y = text_block(wrap(frame_facts(frame), room, 14), MARGIN, y, 14, Theme.text,
-                          role="footer")
+    block, y = text_block(
+        wrap(frame_facts(frame), room, 14), MARGIN, y, 14, Theme.text, role="footer"
+    )
     items.extend(block)
     extras = frame_extras(frame)
     if extras:
@@ -343,8 +408,14 @@ def sheet_scene(rows: Sequence[SheetRow], *, panel_width: int = 300, columns: in
         title = ellipsize(row.title, width - 2 * MARGIN, 17, bold=True)
         items.append(label(title, MARGIN, y, 17, Theme.text, bold=True, role="title"))
         y += line_height(17) + 4
-        block, y = text_block(wrap([row.subtitle], width - 2 * MARGIN, 13), MARGIN, y, 13,
-                              Theme.muted, role="subtitle")
+        block, y = text_block(
+            wrap([row.subtitle], width - 2 * MARGIN, 13),
+            MARGIN,
+            y,
+            13,
+            Theme.muted,
+            role="subtitle",
+        )
         items.extend(block)
         y += 10
         for start in range(0, len(row.panels), columns):
@@ -354,12 +425,20 @@ def sheet_scene(rows: Sequence[SheetRow], *, panel_width: int = 300, columns: in
                 frame = entry.frame
                 px = MARGIN + col * (panel_width + gap_x)
                 s = panel_width / frame.width
-                items.append(label(entry.heading, px, y, 13, Theme.text, bold=True,
-                                   role="caption"))
+                items.append(label(entry.heading, px, y, 13, Theme.text, bold=True, role="caption"))
                 cov = "" if frame.empty or frame.audio_only else f"{coverage(frame) * 100:.0f}%"
                 if cov:
-                    items.append(label(f"coverage {cov}", px + panel_width, y, 12, Theme.muted,
-                                       align="right", role="caption"))
+                    items.append(
+                        label(
+                            f"coverage {cov}",
+                            px + panel_width,
+                            y,
+                            12,
+                            Theme.muted,
+                            align="right",
+                            role="caption",
+                        )
+                    )
                 line2 = y + line_height(13) + 3
                 colour = Theme.moved if entry.moved else Theme.muted
                 text = ellipsize(entry.change, panel_width, 12)
@@ -399,8 +478,9 @@ def _legend(
         if x > x0 and x + width > x0 + room:
             x = x0
             y += row_h
-        items.append(Outline(x, y + 2, 22, line_height(size) - 2, colour, 2, dash=dash,
-                             role="legend"))
+        items.append(
+            Outline(x, y + 2, 22, line_height(size) - 2, colour, 2, dash=dash, role="legend")
+        )
         items.append(label(text, x + 28, y, size, Theme.muted, role="legend"))
         x += width
     return items, y + row_h
@@ -428,12 +508,18 @@ def plan_scene(
     items: list[Item] = []
     top = MARGIN
     heads_bottom = top
-    for x, w, title, note in ((MARGIN, bw, before_title, before_note),
-                              (MARGIN + bw + arrow_w, aw, after_title, after_note)):
-        items.append(label(ellipsize(title, w, 16, bold=True), x, top, 16, Theme.text,
-                           bold=True, role="title"))
-        block, bottom = text_block(wrap([note], w, 13), x, top + line_height(16) + 4, 13,
-                                   Theme.muted, role="subtitle")
+    for x, w, title, note in (
+        (MARGIN, bw, before_title, before_note),
+        (MARGIN + bw + arrow_w, aw, after_title, after_note),
+    ):
+        items.append(
+            label(
+                ellipsize(title, w, 16, bold=True), x, top, 16, Theme.text, bold=True, role="title"
+            )
+        )
+        block, bottom = text_block(
+            wrap([note], w, 13), x, top + line_height(16) + 4, 13, Theme.muted, role="subtitle"
+        )
         items.extend(block)
         heads_bottom = max(heads_bottom, bottom)
     canvas_top = heads_bottom + 6
@@ -444,27 +530,54 @@ def plan_scene(
     mid = canvas_top + max(bh, ah) / 2
     ax = MARGIN + bw + 14
     items.append(Fill(ax, mid - 3, arrow_w - 40, 6, Theme.muted, "arrow"))
-    items.append(Polygon(((ax + arrow_w - 40, mid - 12), (ax + arrow_w - 26, mid),
-                          (ax + arrow_w - 40, mid + 12)), Theme.muted))
+    items.append(
+        Polygon(
+            (
+                (ax + arrow_w - 40, mid - 12),
+                (ax + arrow_w - 26, mid),
+                (ax + arrow_w - 40, mid + 12),
+            ),
+            Theme.muted,
+        )
+    )
     bottom = canvas_top + max(bh, ah) + 12
     for panel_x, w, frame in ((MARGIN, bw, before), (MARGIN + bw + arrow_w, aw, after)):
-        block, end = text_block(wrap(frame_facts(frame) + frame_extras(frame), w, 13), panel_x,
-                                canvas_top + (bh if frame is before else ah) + 12, 13,
-                                Theme.muted, role="footer")
+        block, end = text_block(
+            wrap(frame_facts(frame) + frame_extras(frame), w, 13),
+            panel_x,
+            canvas_top + (bh if frame is before else ah) + 12,
+            13,
+            Theme.muted,
+            role="footer",
+        )
         items.extend(block)
         if frame.overflowed:
             names = ", ".join(map(str, frame.overflowed))
-            block, end = text_block(wrap([f"not shown: {names}"], w, 13), panel_x, end, 13,
-                                    Theme.muted, role="footer")
+            block, end = text_block(
+                wrap([f"not shown: {names}"], w, 13), panel_x, end, 13, Theme.muted, role="footer"
+            )
             items.extend(block)
         bottom = max(bottom, end)
     y = bottom + 8
-    block, y = text_block(wrap([summary], width - 2 * MARGIN, 16), MARGIN, y, 16, Theme.text,
-                          bold=True, role="summary")
+    block, y = text_block(
+        wrap([summary], width - 2 * MARGIN, 16),
+        MARGIN,
+        y,
+        16,
+        Theme.text,
+        bold=True,
+        role="summary",
+    )
     items.extend(block)
     if reasons:
-        block, y = text_block(wrap(list(reasons), width - 2 * MARGIN, 13, joiner="; "), MARGIN, y,
-                              13, Theme.muted, role="summary")
+        block, y = text_block(
+            wrap(list(reasons), width - 2 * MARGIN, 13, joiner="; "),
+            MARGIN,
+            y,
+            13,
+            Theme.muted,
+            role="summary",
+        )
         items.extend(block)
     legend, y = _legend(
         [

@@ -8,6 +8,7 @@ what changed since another frame (``marks_between``).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -191,7 +192,7 @@ def coverage(frame: Frame) -> float:
         return 0.0
     xs = sorted({x for b in boxes for x in (b[0], b[2])})
     covered = 0
-    for left, right in zip(xs, xs[1:], strict=False):
+    for left, right in itertools.pairwise(xs):
         spans = sorted((b[1], b[3]) for b in boxes if b[0] <= left and b[2] >= right)
         length, reach = 0, -1
         for top, bottom in spans:

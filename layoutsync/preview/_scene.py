@@ -131,7 +131,9 @@ class Panel:
     height: int
     index: int = 0
 
-    def to_output(self, x: float, y: float, w: float, h: float) -> tuple[float, float, float, float]:
+    def to_output(
+        self, x: float, y: float, w: float, h: float
+    ) -> tuple[float, float, float, float]:
         s = self.scale
         return (self.ox + x * s, self.oy + y * s, w * s, h * s)
 
