@@ -14,8 +14,13 @@ def test_the_show_converges_after_every_event(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     state = tmp_path / "demo.db"
-    assert main(["demo", "--state", str(state)]) == 0
+    pictures = tmp_path / "pictures"
+    assert main(["demo", "--state", str(state), "--pictures", str(pictures)]) == 0
     out = capsys.readouterr().out
+    # A picture of every step, in order, in the folder the show names at the end.
+    drawn = sorted(path.name for path in pictures.glob("*.png"))
+    assert len(drawn) == 10 and drawn[0] == "01-101-goes-live.png", drawn
+    assert f"pictures of every step (before -> after): {pictures}" in out
     assert "MISMATCH" not in out
     assert "live config matched the desired layout after every event" in out
     # One Create, then Updates; the unchanged event sends nothing; a canvas change replaces.

@@ -28,6 +28,7 @@ from ..emulator import (
 )
 from ..emulator.state import Emulator
 from ..logs import configure
+from ..preview import picture_of_plan
 from ..redact import redact
 from ..spec import LayoutSpec, load_spec
 from ..store import SqliteStore
@@ -85,6 +86,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="SQLite state file (default: a new file in a temporary directory)",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the one-line results")
+    parser.add_argument(
+        "--pictures",
+        metavar="DIR",
+        help="write a before -> after picture of every step into DIR "
+        "(default: a new temporary directory, named at the end)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -150,10 +157,14 @@ def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec if args.spec else DEMO_SPEC)
     with tempfile.TemporaryDirectory(prefix="layoutsync-demo-") as scratch:
         state_path = Path(args.state) if args.state else Path(scratch) / "layoutsync.db"
-        return _show(spec, state_path, quiet=args.quiet)
+        pictures = Path(args.pictures) if args.pictures else None
+        return _show(spec, state_path, quiet=args.quiet, pictures=pictures)
 
 
-def _show(spec: LayoutSpec, state_path: Path, *, quiet: bool) -> int:
+def _show(spec: LayoutSpec, state_path: Path, *, quiet: bool, pictures: Path | None = None) -> int:
+    if pictures is None:
+        pictures = Path(tempfile.mkdtemp(prefix="layoutsync-demo-pictures-"))
+    pictures.mkdir(parents=True, exist_ok=True)
     app = create_app(EmulatorConfig())
     emulator: Emulator = app.state.emulator
     store = SqliteStore(str(state_path))
@@ -177,10 +188,10 @@ def _show(spec: LayoutSpec, state_path: Path, *, quiet: bool) -> int:
             before = len(emulator.requests())
             changed_spec = scene.act(session, emulator, spec)
             spec = changed_spec or spec
-            if not quiet:
-                plan = session.plan()
-                if plan.changed:
-                    print(_indent(plan.render()))
+            plan = session.plan()
+            if not quiet and plan.changed:
+                print(_indent(plan.render()))
+            picture_of_plan(session, plan).save(pictures / f"{number:02d}-{_slug(scene.title)}.png")
             result = session.reconcile()
             sent = [entry["kind"] for entry in emulator.requests()[before:]]
             print(f"    {_result_line(result, sent)}")
@@ -190,6 +201,7 @@ def _show(spec: LayoutSpec, state_path: Path, *, quiet: bool) -> int:
                 print(f"    MISMATCH: {problem}")
         print()
         print(_summary(emulator, failures))
+        print(f"pictures of every step (before -> after): {pictures}")
     store.close()
     return 1 if failures else 0
 
@@ -226,6 +238,11 @@ def _summary(emulator: Emulator, failures: int) -> str:
         else (f"{failures} event(s) left the live config different from the desired layout")
     )
     return f"requests sent: {calls}\n{verdict}"
+
+
+def _slug(title: str) -> str:
+    words = "".join(c if c.isalnum() else " " for c in title.lower()).split()
+    return "-".join(words[:6])
 
 
 def _indent(text: str) -> str:

@@ -169,7 +169,7 @@ def _tile(frame: Frame, tile: Tile, panel: Panel, *, compact: bool, new_word: st
     ink = "#ffffff" if removed else text_colour(colour)
     badges: list[tuple[str, str]] = []
     if tile.uid == frame.speaker:
-        items.append(Outline(x, y, w, h, Theme.speaker, 3, role="speaker"))
+        items.append(Outline(x, y, w, h, Theme.speaker, 3, role="speaker", data=data[:1]))
         badges.append(("SPEAKER", Theme.speaker))
     if mark is not None:
         inset = 3 if tile.uid == frame.speaker else 0
@@ -183,6 +183,7 @@ def _tile(frame: Frame, tile: Tile, panel: Panel, *, compact: bool, new_word: st
                 2.5,
                 dash=mark != "added",
                 role=mark,
+                data=data[:1],
             )
         )
         word = new_word if mark == "added" else MARK_WORDS[mark]
@@ -347,7 +348,7 @@ def single_scene(frame: Frame, *, title: str | None = None, max_width: int = 960
     note_w = 200 if frame.overflowed else 0
     width = round(MARGIN + cw + (20 + note_w if note_w else 0) + MARGIN)
     items: list[Item] = []
-    top = MARGIN
+    top: float = MARGIN
     if title:
         text = ellipsize(title, width - 2 * MARGIN, 18, bold=True)
         items.append(label(text, MARGIN, top, 18, Theme.text, bold=True, role="title"))
@@ -357,7 +358,7 @@ def single_scene(frame: Frame, *, title: str | None = None, max_width: int = 960
     bottom = top + ch
     if note_w:
         note_x = MARGIN + cw + 20
-        y = top
+        y: float = top
         for line, heading in overflow_lines(frame, note_w, 13):
             size = 14 if heading else 13
             colour = Theme.text if heading else Theme.muted
@@ -506,7 +507,7 @@ def plan_scene(
     aw, ah = after.width * sa, after.height * sa
     width = round(2 * MARGIN + bw + arrow_w + aw)
     items: list[Item] = []
-    top = MARGIN
+    top: float = MARGIN
     heads_bottom = top
     for x, w, title, note in (
         (MARGIN, bw, before_title, before_note),
