@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import io
 
 from PIL import Image, ImageDraw
 
-from ._scene import Fill, Label, Outline, Polygon, Scene, font, stroke
+from ._scene import Fill, Label, Outline, Polygon, Scene, font, measure, metrics, stroke
 
 __all__ = ["write_png"]
 
@@ -44,22 +45,34 @@ def draw_image(scene: Scene, zoom: float = 1.0) -> Image.Image:
             draw.polygon([(x * z, y * z) for x, y in item.points], fill=_rgba(item.colour))
         elif isinstance(item, Label):
             size = max(1, round(item.size * z))
-            width = stroke(size, item.bold)
-            draw.text(
-                (item.x * z + width, item.baseline * z),
-                item.text,
-                font=font(size),
-                fill=_rgba(item.colour),
-                anchor="ls",
-                stroke_width=width,
-                stroke_fill=_rgba(item.colour),
-            )
+            mask, ascent = _glyphs(item.text, size, item.bold)
+            position = (round(item.x * z), round(item.baseline * z) - ascent)
+            image.paste(_rgba(item.colour)[:3], position, mask)
     return image
+
+
+@functools.lru_cache(maxsize=2048)
+def _glyphs(text: str, size: int, bold: bool) -> tuple[Image.Image, int]:
+    """The text's coverage mask and its ascent: a sheet repeats the same labels many times."""
+    width = stroke(size, bold)
+    ascent, descent = metrics(size)
+    mask = Image.new("L", (measure(text, size, bold) + 2, ascent + descent + 2 * width + 2), 0)
+    ImageDraw.Draw(mask).text(
+        (width, ascent + width),
+        text,
+        font=font(size),
+        fill=255,
+        anchor="ls",
+        stroke_width=width,
+        stroke_fill=255,
+    )
+    return mask, ascent + width
 
 
 def write_png(scene: Scene, zoom: float = 1.0) -> bytes:
     buffer = io.BytesIO()
-    draw_image(scene, zoom).save(buffer, format="PNG", optimize=True)
+    # Level 3: half the time of the default 6 for a fifth more bytes (mostly flat colours).
+    draw_image(scene, zoom).save(buffer, format="PNG", compress_level=3)
     return buffer.getvalue()
 
 
