@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -133,12 +134,15 @@ def test_dashboard_lists_sessions_with_previews_and_follows_a_join(
 
     # A join through the API shows without a reload.
     before = hall["preview.signature"]
+    sent = time.monotonic()
     _put(daemon.url, "/v1/sessions/hall/hosts/103")
     joined = wait_until(lambda: shows("hall", "101, 102, 103"), timeout=10, what="the join")
     wait_until(
         lambda: _cards(browser)["hall"]["preview.signature"] != before,
         what="hall's preview redrawn",
     )
+    # Reported, not asserted (the debounce is 0.5 s here; the page polls every second).
+    print(f"join to redrawn preview: {time.monotonic() - sent:.2f} s")
     assert joined["sequenceId"] != "-"
 
     screenshot = os.environ.get("LAYOUTSYNC_DASHBOARD_SCREENSHOT")
