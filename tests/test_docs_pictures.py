@@ -17,12 +17,18 @@ DOCS = ROOT / "docs"
 REGENERATE = "python -m layoutsync.preview --write-docs docs/"
 
 
+def _drawn(name: str, suffix: str, tmp_path: Path) -> tuple[Path, Path]:
+    """(the committed picture, the same drawn now)."""
+    committed = DOCS / f"{name}{suffix}"
+    assert committed.exists(), f"{committed} is missing: run `{REGENERATE}` and commit docs/"
+    fresh = tmp_path / f"{name}{suffix}"
+    draw(name, fresh, ROOT)
+    return committed, fresh
+
+
 @pytest.mark.parametrize("name", sorted(DOC_PICTURES))
 def test_committed_svg_is_what_the_code_draws(name: str, tmp_path: Path) -> None:
-    committed = DOCS / f"{name}.svg"
-    assert committed.exists(), f"{committed} is missing: run `{REGENERATE}` and commit docs/"
-    fresh = tmp_path / f"{name}.svg"
-    draw(name, fresh, ROOT)
+    committed, fresh = _drawn(name, ".svg", tmp_path)
     assert fresh.read_text(encoding="utf-8") == committed.read_text(encoding="utf-8"), (
         f"docs/{name}.svg no longer matches what the code draws: run `{REGENERATE}` "
         "from the repository root and commit docs/"
@@ -31,10 +37,7 @@ def test_committed_svg_is_what_the_code_draws(name: str, tmp_path: Path) -> None
 
 @pytest.mark.parametrize("name", sorted(DOC_PICTURES))
 def test_committed_png_is_what_the_code_draws(name: str, tmp_path: Path) -> None:
-    committed = DOCS / f"{name}.png"
-    assert committed.exists(), f"{committed} is missing: run `{REGENERATE}` and commit docs/"
-    fresh = tmp_path / f"{name}.png"
-    draw(name, fresh, ROOT)
+    committed, fresh = _drawn(name, ".png", tmp_path)
     if fresh.read_bytes() == committed.read_bytes():
         return
     old = Image.open(io.BytesIO(committed.read_bytes())).convert("RGB")

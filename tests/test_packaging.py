@@ -40,6 +40,8 @@ def test_wheel_contains_every_schema_and_py_typed(wheel: Path) -> None:
     for schema in (ROOT / "schemas").glob("*.schema.json"):
         assert f"layoutsync/schemas/{schema.name}" in names
     assert "layoutsync/py.typed" in names
+    for asset in ("index.html", "app.js", "app.css"):
+        assert f"layoutsync/daemon/dashboard_static/{asset}" in names
 
 
 def test_schemas_load_from_an_installed_wheel(wheel: Path, tmp_path: Path) -> None:

@@ -13,29 +13,14 @@ import time
 from ..preview import compile_for_preview, contact_sheet, layout_picture
 from ..spec import load_spec
 from . import BenchOptions, Figure, measure
+from .compile import GRID_16
 
 __all__ = ["GRID_36", "run"]
 
-#: A grid that shows 36 hosts: 212x120 tiles on 1280x720 with no gap.
+#: The compile benchmark's grid, made to show 36 hosts: 212x120 tiles on 1280x720, no gap.
 GRID_36 = {
+    **GRID_16,
     "instanceId": "bench-grid-36",
-    "input": {"channel": "bench", "token": "bench-input-token"},
-    "output": {
-        "channel": "bench-live",
-        "uid": 9000,
-        "token": "bench-output-token",
-        "video": {"width": 1280, "height": 720, "fps": 15, "codec": "H264"},
-    },
-    "placeholderImage": "https://cdn.example.com/offline.png",
-    "watermarks": [
-        {
-            "imageUrl": "https://cdn.example.com/logo.png",
-            "x": 1140,
-            "y": 20,
-            "width": 120,
-            "height": 120,
-        }
-    ],
     "layout": {"template": "grid", "gap": 0, "padding": 0, "maxTiles": 36},
 }
 
