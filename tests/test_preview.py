@@ -162,6 +162,12 @@ class TestSingleLayout:
         assert root.find(f"{SVG}title").text.startswith("<script>")  # type: ignore[union-attr]
         assert "<script>" not in svg
 
+    def test_audio_only_says_who_is_heard(self) -> None:
+        spec = load_spec(EXAMPLES / "audio-only.json")
+        svg = render_svg(compile_for_preview(spec, [101, 102]), template="audio only")
+        assert "2 heard" in svg and "audio only: no video output" in svg
+        assert _svg_regions(svg) == {}
+
     def test_no_body_draws_the_empty_canvas(self) -> None:
         picture = layout_picture(None, canvas=(1920, 1080, 0x203040), template="grid")
         svg = picture.svg()
@@ -311,11 +317,13 @@ class TestCli:
             (["--sheet", "0"], "--sheet: 0 is outside 1..64"),
             (["--hosts", "101", "--zoom", "9"], "--zoom: 9 is outside 0.25..4"),
         ],
+        ids=["bad-uid", "no-hosts", "sheet-0", "zoom"],
     )
     def test_usage_problems_exit_2(
         self, argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        code = main(["preview", str(EXAMPLES / "grid.json"), *argv, "--out", str(tmp_path / "x")])
+        out = str(tmp_path / "x.svg")
+        code = main(["preview", str(EXAMPLES / "grid.json"), *argv, "--out", out])
         assert code == 2
         assert message in capsys.readouterr().err
 
@@ -323,8 +331,12 @@ class TestCli:
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         grid = str(EXAMPLES / "grid.json")
-        assert main(["preview", grid, grid, "--hosts", "101", "--out", str(tmp_path / "x")]) == 2
+        assert (
+            main(["preview", grid, grid, "--hosts", "101", "--out", str(tmp_path / "x.svg")]) == 2
+        )
         assert "add --sheet N" in capsys.readouterr().err
+        assert main(["preview", grid, "--hosts", "101", "--out", str(tmp_path / "x.jpg")]) == 2
+        assert "must end in .png or .svg" in capsys.readouterr().err
 
     def test_a_missing_spec_exits_2_and_a_bad_spec_exits_1(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]

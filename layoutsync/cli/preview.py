@@ -1,7 +1,7 @@
 """``layoutsync preview SPEC... --hosts 101,102 [--speaker UID] --out FILE [--sheet N]``.
 
-Draws the layout SPEC gives these hosts: PNG when FILE ends in ``.png``, SVG
-otherwise, ``-`` for SVG on stdout. ``--sheet N`` draws a contact sheet
+Draws the layout SPEC gives these hosts: PNG or SVG by FILE's extension (``.png``,
+``.svg``), ``-`` for SVG on stdout. ``--sheet N`` draws a contact sheet
 instead: one panel per host count 1..N (hosts join in ``--hosts`` order, then
 101, 102, ...), hosts that moved since the previous panel marked; several
 SPECs give a row each. Tokens are never needed (``env:`` tokens are not read).
@@ -29,8 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "preview",
         help="draw a layout (SVG or PNG), or a contact sheet of 1..N hosts",
         description="Draw the layout SPEC gives the hosts: the canvas, every region with its "
-        "uid, size and zOrder, the speaker, watermarks, overflowed hosts and a footer. PNG when "
-        "--out ends in .png, SVG otherwise ('-': SVG on stdout). Exit 1 on a bad spec, 2 on a "
+        "uid, size and zOrder, the speaker, watermarks, overflowed hosts and a footer. PNG or "
+        "SVG by the extension of --out ('-': SVG on stdout). Exit 1 on a bad spec, 2 on a "
         "usage or file problem.",
     )
     parser.add_argument(
@@ -93,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _picture(args: argparse.Namespace) -> tuple[Picture, str]:
+    if args.out != "-" and Path(args.out).suffix.lower() not in (".png", ".svg"):
+        raise UsageProblem(f"--out: {args.out!r} must end in .png or .svg (or be - for stdout)")
     if not 0.25 <= args.zoom <= 4:
         raise UsageProblem(f"--zoom: {args.zoom:g} is outside 0.25..4")
     hosts = parse_hosts(args.hosts) if args.hosts is not None else None

@@ -102,11 +102,7 @@ def draw_canvas(
             )
             items.append(text)
     if frame.empty or frame.audio_only:
-        words = (
-            "no task: nobody on air"
-            if frame.empty
-            else f"audio only: {len(frame.heard)} heard, no picture"
-        )
+        words = "no task: nobody on air" if frame.empty else "audio only: no video output"
         size = fit(words, pw - 16, 12 if compact else 18, smallest=8)
         if size is not None:
             items.append(
@@ -271,6 +267,10 @@ def frame_facts(frame: Frame) -> list[str]:
     if not frame.empty and not frame.audio_only:
         parts.append(f"coverage {coverage(frame) * 100:.1f}%")
     shown, hidden = len(frame.tiles), len(frame.overflowed)
+    if frame.audio_only:
+        heard = len(frame.heard - {0})
+        parts.append("the whole channel heard" if 0 in frame.heard else f"{heard} heard")
+        return parts
     hosts = f"{frame.hosts} host{'s' if frame.hosts != 1 else ''}"
     if hidden:
         hosts += f": {shown} shown, {hidden} overflowed"
