@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
+from ..apply import Session
 from ..plan import Plan
 from ..preview import Picture, compile_for_preview, contact_sheet, layout_picture, picture_of_plan
 from ..spec import SpecFileError, load_spec
@@ -134,7 +134,7 @@ def _picture(args: argparse.Namespace) -> tuple[Picture, str]:
     return picture, described
 
 
-def write_plan_preview(path: str, session: Any, plan: Plan) -> int:
+def write_plan_preview(path: str, session: Session, plan: Plan) -> int:
     """``plan --preview FILE``: the live layout beside the desired one; 2 when unwritable."""
     picture = picture_of_plan(session, plan)
     try:

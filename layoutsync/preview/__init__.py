@@ -19,15 +19,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..compile import Compiled, SlotAssignment, compile_layout
 from ..spec import LayoutSpec
 from ._layout import SheetPanel, SheetRow, plan_scene, sheet_scene, single_scene
 from ._model import Frame, Mark, Tile, coverage, frame_of, marks_between
 from ._scene import Scene, uid_colour
+
+if TYPE_CHECKING:
+    from ..apply import AsyncSession, Session
+    from ..plan import Plan
 
 __all__ = [
     "PREVIEW_ENV",
@@ -221,8 +225,6 @@ def sheet_row(
 
 
 def _with_marks(frame: Frame, marks: Mapping[int, Mark]) -> Frame:
-    from dataclasses import replace
-
     return replace(frame, marks=dict(marks))
 
 
@@ -284,7 +286,7 @@ def plan_picture(
     return Picture(scene)
 
 
-def picture_of_plan(session: Any, plan: Any) -> Picture:
+def picture_of_plan(session: Session | AsyncSession, plan: Plan) -> Picture:
     """The before -> after picture of ``plan`` for a ``Session`` (what ``plan --preview`` draws)."""
     compiled: Compiled | None = session.compiled
     applied, inputs = session.applied

@@ -5,6 +5,7 @@
 
 const TOKEN_KEY = "layoutsync.apiToken";
 const POLL_MS = 1000;
+const MAX_CARDS = 200; // a page of thousands of live previews helps nobody
 const previews = new Map(); // session name -> {signature, url}
 let timer = null;
 
@@ -106,7 +107,8 @@ function card(name) {
 }
 
 function render(data) {
-  const sessions = data.sessions || [];
+  const all = data.sessions || [];
+  const sessions = all.slice(0, MAX_CARDS);
   const seen = new Set();
   for (const session of sessions) {
     seen.add(session.name);
@@ -147,7 +149,9 @@ function render(data) {
     p.textContent = `${name}: ${message}`;
     return p;
   }));
-  $("summary").textContent = `${sessions.length} session${sessions.length === 1 ? "" : "s"}`;
+  const count = `${all.length} session${all.length === 1 ? "" : "s"}`;
+  $("summary").textContent = all.length > sessions.length
+    ? `${count} (the first ${sessions.length} shown)` : count;
   $("updated").textContent = "updated " + new Date().toLocaleTimeString();
 }
 
