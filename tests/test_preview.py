@@ -172,7 +172,7 @@ class TestSingleLayout:
         picture = layout_picture(None, canvas=(1920, 1080, 0x203040), template="grid")
         svg = picture.svg()
         assert 'fill="#203040"' in svg
-        assert "no task: nobody on air" in svg
+        assert "nobody to show" in svg
         assert _svg_regions(svg) == {}
 
     def test_coverage_counts_overlaps_once(self) -> None:
@@ -279,7 +279,7 @@ class TestPlanPicture:
         after = compile_for_preview(spec, [101])
         svg = plan_picture(None, after, summary="Plan: create").svg()
         assert set(_svg_regions(svg)) == {1}
-        assert "no task: nobody on air" in svg
+        assert "no live task" in svg
 
 
 class TestCli:

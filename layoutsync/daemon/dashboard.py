@@ -102,6 +102,7 @@ def session_picture(daemon: Daemon, name: str, *, live: bool) -> tuple[str, Call
                 title=title,
                 canvas=canvas,
                 max_width=640,
+                note="no live task",
             )
 
     else:

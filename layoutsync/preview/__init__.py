@@ -125,6 +125,7 @@ def _frame(
     overflowed: Iterable[int],
     template: str | None,
     canvas: tuple[int, int, int] | None = None,
+    note: str = "nobody to show",
 ) -> Frame:
     if isinstance(body, Compiled):
         compiled = body
@@ -134,8 +135,16 @@ def _frame(
             overflowed=compiled.overflowed or overflowed,
             template=template,
             canvas=canvas,
+            note=note,
         )
-    return frame_of(body, speaker=speaker, overflowed=overflowed, template=template, canvas=canvas)
+    return frame_of(
+        body,
+        speaker=speaker,
+        overflowed=overflowed,
+        template=template,
+        canvas=canvas,
+        note=note,
+    )
 
 
 def layout_picture(
@@ -147,10 +156,18 @@ def layout_picture(
     title: str | None = None,
     canvas: tuple[int, int, int] | None = None,
     max_width: int = 960,
+    note: str = "nobody to show",
 ) -> Picture:
     """One layout. ``body`` is a request body (or a ``Compiled``, which brings its speaker
-    and overflow); None draws an empty ``canvas`` (width, height, colour)."""
-    frame = _frame(body, speaker=speaker, overflowed=overflowed, template=template, canvas=canvas)
+    and overflow); None draws an empty ``canvas`` (width, height, colour) saying ``note``."""
+    frame = _frame(
+        body,
+        speaker=speaker,
+        overflowed=overflowed,
+        template=template,
+        canvas=canvas,
+        note=note,
+    )
     return Picture(single_scene(frame, title=title, max_width=max_width))
 
 
@@ -271,6 +288,7 @@ def plan_picture(
         overflowed=before_overflowed,
         template=template,
         canvas=fallback,
+        note="no live task",
     )
     old_marks, new_marks = marks_between(old, new)
     scene = plan_scene(

@@ -102,7 +102,7 @@ def draw_canvas(
             )
             items.append(text)
     if frame.empty or frame.audio_only:
-        words = "no task: nobody on air" if frame.empty else "audio only: no video output"
+        words = frame.note if frame.empty else "audio only: no video output"
         size = fit(words, pw - 16, 12 if compact else 18, smallest=8)
         if size is not None:
             items.append(

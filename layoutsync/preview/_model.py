@@ -71,7 +71,8 @@ class Frame:
     heard: frozenset[int] = frozenset()  #: uids in audioInputs (0: the whole channel)
     template: str | None = None
     audio_only: bool = False
-    empty: bool = False  #: no body: no task, nothing on air
+    empty: bool = False  #: no body: nothing on air
+    note: str = "nobody to show"  #: what an empty frame says
     marks: Mapping[int, Mark] = field(default_factory=dict)
 
     @property
@@ -96,12 +97,13 @@ def frame_of(
     overflowed: Iterable[int] = (),
     template: str | None = None,
     canvas: tuple[int, int, int] | None = None,
+    note: str = "nobody to show",
 ) -> Frame:
-    """The frame a body composes. ``body=None`` (no task) draws an empty ``canvas``
-    (width, height, colour; 1280x720 black when not given)."""
+    """The frame a body composes. ``body=None`` draws an empty ``canvas`` (width, height,
+    colour; 1280x720 black when not given) that says ``note``."""
     if body is None:
         width, height, color = canvas or (1280, 720, 0)
-        return Frame(width, height, color, template=template, empty=True)
+        return Frame(width, height, color, template=template, empty=True, note=note)
     transcoder = body["services"]["cloudTranscoder"]["config"]["transcoder"]
     raw_canvas = transcoder.get("canvas") or {}
     outputs = transcoder.get("outputs") or [{}]
