@@ -185,18 +185,23 @@ def _coverage_figure(last_row: str, goal: bool) -> Figure:
 
 
 def _illegal_figure() -> Figure:
-    theirs = ours = cases = 0
+    theirs = small = ours = cases = 0
     for width, height in CANVASES:
         area = Rect(0, 0, width, height)
         for n in range(1, min(36, grid_capacity(width, height, 0, _WIDE)) + 1):
             cases += 1
             boxes = best_fit(n, width, height, fixed_ratio=9 / 16, scale_last_row=True)
             theirs += illegal(boxes, width, height)
+
             for last_row in LAST_ROWS:
                 tiles = grid_tiles(n, area, 0, _WIDE, last_row)
                 ours += any(
                     min(t.width, t.height) < 120 or not t.inside(width, height) for t in tiles
                 )
+    for width, height in CANVASES:  # and at every count to 36, past layoutsync's capacity
+        for n in range(1, 37):
+            boxes = best_fit(n, width, height, fixed_ratio=9 / 16, scale_last_row=True)
+            small += min(min(b.width, b.height) for b in boxes) < 120
     return Figure(
         bench="layout",
         name="illegal_regions_opentok",
@@ -204,7 +209,11 @@ def _illegal_figure() -> Figure:
         unit=f"of {cases} layouts",
         goal="layoutsync: 0",
         ok=ours == 0,
-        details={"layoutsync_illegal": ours, "layoutsync_layouts": cases * len(LAST_ROWS)},
+        details={
+            "opentok_under_120px_n1_36": small,
+            "layoutsync_illegal": ours,
+            "layoutsync_layouts": cases * len(LAST_ROWS),
+        },
     )
 
 
@@ -225,8 +234,8 @@ def _moves_figures() -> list[Figure]:
                 "same_shape_per_event": round(sum(s.moves for s in kept) / max(1, len(kept)), 2),
                 "same_shape_join_max": max(joins, default=0),
                 "same_shape_leave_max": max(leaves, default=0),
-                "join_mean": round(statistics.fmean(joins), 2) if joins else 0,
-                "leave_mean": round(statistics.fmean(leaves), 2) if leaves else 0,
+                "same_shape_join_mean": round(statistics.fmean(joins), 2) if joins else 0,
+                "same_shape_leave_mean": round(statistics.fmean(leaves), 2) if leaves else 0,
             }
             strict = last_row == "start" and stability == "stable"
             figures.append(
