@@ -1,51 +1,11 @@
-"""The layout geometry, kept under its old name: see ``layoutsync.layout``.
+"""The layout geometry under its old name: everything here is ``layoutsync.layout``'s.
 
-Everything here is re-exported from the ``layoutsync.layout`` package, which has
-one module per template over shared rules; new code imports from there.
+The engine grew one module per template (``layoutsync/layout/``); this module keeps
+``from layoutsync.geometry import grid_tiles`` and the other names working. New
+code imports from ``layoutsync.layout``.
 """
 
 from __future__ import annotations
 
-from .layout import (
-    FILL_RANGE,
-    MAX_REGION,
-    MIN_TILE,
-    Aspect,
-    Box,
-    FloatingFrames,
-    GridShape,
-    Rect,
-    SpeakerFrames,
-    best_fit,
-    even,
-    fit,
-    floating_frames,
-    grid_capacity,
-    grid_shape,
-    grid_tiles,
-    inner_area,
-    parse_aspect,
-    speaker_frames,
-)
-
-__all__ = [
-    "FILL_RANGE",
-    "MAX_REGION",
-    "MIN_TILE",
-    "Aspect",
-    "Box",
-    "FloatingFrames",
-    "GridShape",
-    "Rect",
-    "SpeakerFrames",
-    "best_fit",
-    "even",
-    "fit",
-    "floating_frames",
-    "grid_capacity",
-    "grid_shape",
-    "grid_tiles",
-    "inner_area",
-    "parse_aspect",
-    "speaker_frames",
-]
+from .layout import *  # noqa: F403
+from .layout import __all__ as __all__

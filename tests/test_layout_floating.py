@@ -9,7 +9,7 @@ import pytest
 from layoutsync.layout import Rect, floating_frames
 
 
-class TestCorners:
+class TestFloatingFrames:
     @pytest.mark.parametrize(
         ("corner", "expected"),
         [
@@ -23,6 +23,13 @@ class TestCorners:
         frames = floating_frames(1280, 720, 0, 8, corner, (256, 144), 16, 4, 4)
         assert frames.main == Rect(0, 0, 1280, 720)
         assert frames.overlays[0] == expected
+
+    def test_rows_grow_away_from_the_corner_and_are_capped_by_the_canvas(self) -> None:
+        frames = floating_frames(1280, 720, 0, 8, "bottom-left", (256, 144), 16, 4, 9)
+        assert len(frames.overlays) == 4 * 4  # 4 rows fit in 720 - 32
+        assert frames.overlays[4].y < frames.overlays[0].y
+        for a, b in itertools.combinations(frames.overlays, 2):
+            assert not a.overlaps(b)
 
     def test_a_join_moves_no_overlay(self) -> None:
         frames = floating_frames(1280, 720, 0, 8, "bottom-left", (256, 144), 16, 4, 4)

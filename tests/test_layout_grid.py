@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from layoutsync.layout import (
     DEFAULT_LAST_ROW,
     LAST_ROWS,
+    MIN_TILE,
     Rect,
     grid_capacity,
     grid_shape,
@@ -151,3 +156,62 @@ class TestCapacity:
         for last_row in LAST_ROWS:
             tiles = grid_tiles(capacity, Rect(0, 0, width, height), 0, WIDE, last_row)
             assert len(tiles) == capacity and min(min(t.width, t.height) for t in tiles) >= 120
+
+
+class TestGridLayer:
+    def test_capacity_reaches_36_tiles_of_212x120_on_1280x720(self) -> None:
+        assert grid_capacity(1280, 720, 0, WIDE) == 36
+        shape = grid_shape(36, 1280, 720, 0, WIDE)
+        assert shape is not None
+        assert (shape.cols, shape.rows, shape.tile_width, shape.tile_height) == (6, 6, 212, 120)
+        assert grid_shape(37, 1280, 720, 0, WIDE) is None
+
+    def test_capacity_of_640x360_is_nine(self) -> None:
+        assert grid_capacity(640, 360, 0, WIDE) == 9
+
+    def test_gaps_lower_the_capacity(self) -> None:
+        assert grid_capacity(1280, 720, 8, WIDE) < 36
+
+    def test_three_tiles_make_two_rows_with_the_last_centred(self) -> None:
+        tiles = grid_tiles(3, Rect(0, 0, 1280, 720), 0, WIDE)
+        assert tiles == (
+            Rect(0, 0, 640, 360),
+            Rect(640, 0, 640, 360),
+            Rect(320, 360, 640, 360),
+        )
+
+    def test_gap_and_padding_are_subtracted_first(self) -> None:
+        tiles = grid_tiles(4, inner_area(1280, 720, 16), 8, WIDE)
+        assert tiles[0].x >= 16 and tiles[0].y >= 16
+        assert tiles[1].x - tiles[0].right == 8
+        assert tiles[2].y - tiles[0].bottom == 8
+
+    def test_no_arrangement_below_the_floor(self) -> None:
+        assert grid_tiles(2, Rect(0, 0, 200, 120), 0, WIDE) == ()
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        w=st.integers(120, 3840),
+        h=st.integers(120, 3840),
+        gap=st.integers(0, 64),
+        aspect=st.sampled_from(["16:9", "4:3", "1:1", "9:16", "fill"]),
+        last_row=st.sampled_from(LAST_ROWS),
+        data=st.data(),
+    )
+    def test_tiles_are_even_inside_apart_and_at_least_120(
+        self, w: int, h: int, gap: int, aspect: str, last_row: str, data: st.DataObject
+    ) -> None:
+        shape_aspect = parse_aspect(aspect)
+        area = inner_area(w, h, 0)
+        capacity = grid_capacity(area.width, area.height, gap, shape_aspect)
+        if capacity == 0:
+            return
+        count = data.draw(st.integers(1, min(capacity, 60)))
+        tiles = grid_tiles(count, area, gap, shape_aspect, last_row)
+        assert len(tiles) == count
+        for tile in tiles:
+            assert all(v % 2 == 0 for v in (tile.x, tile.y, tile.width, tile.height))
+            assert tile.width >= MIN_TILE and tile.height >= MIN_TILE
+            assert tile.inside(w, h)
+        for a, b in itertools.combinations(tiles, 2):
+            assert not a.overlaps(b)
