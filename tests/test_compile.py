@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from layoutsync import compile as compile_module
 from layoutsync.bench import layout as layout_bench
@@ -21,6 +23,7 @@ from layoutsync.compile import (
     host_order,
 )
 from layoutsync.errors import FieldError, SpecError
+from layoutsync.layout import grid_shape
 from layoutsync.spec import LayoutSpec, load_spec
 from layoutsync.validate import TRANSCODER_POINTER, check_request
 
@@ -328,6 +331,25 @@ class TestStability:
         left = compile_(spec, [1, 3, 4, 5, 6, 7, 8], previous=joined)
         assert layout_bench.region_moves(joined, left) == 1
         assert left.placements[1].uid == 8  # the last host took the hole
+
+    @settings(max_examples=50, deadline=None)
+    @given(count=st.integers(2, 25), leaver=st.integers(0, 24), gap=st.sampled_from([0, 8]))
+    def test_start_is_at_most_one_move_whenever_the_shape_holds(
+        self, count: int, leaver: int, gap: int
+    ) -> None:
+        spec = make_spec(lastRow="start", gap=gap, padding=16)
+        area = spec.area
+        hosts = list(range(1, count + 1))
+        full = compile_(spec, hosts)
+        fewer = compile_(spec, [h for h in hosts if h != hosts[leaver % count]], previous=full)
+        rejoined = compile_(spec, hosts, previous=fewer)
+
+        def shape(n: int) -> object:
+            return grid_shape(n, area.width, area.height, spec.layout.gap, spec.layout.aspect)
+
+        if shape(count) == shape(count - 1):
+            assert layout_bench.region_moves(full, fewer) <= 1
+            assert layout_bench.region_moves(fewer, rejoined) == 0
 
     def test_speaker_stable_moves_only_the_swapped_pair_on_a_speaker_change(self) -> None:
         def minimal(step: Step) -> None:

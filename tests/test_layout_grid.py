@@ -5,9 +5,11 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from _sessionkit import spec_doc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from layoutsync.errors import SpecError
 from layoutsync.layout import (
     DEFAULT_LAST_ROW,
     LAST_ROWS,
@@ -21,6 +23,7 @@ from layoutsync.layout import (
     row_lengths,
 )
 from layoutsync.layout.opentok import best_fit, coverage
+from layoutsync.spec import load_spec
 
 WIDE = parse_aspect("16:9")
 CANVAS = Rect(0, 0, 1280, 720)
@@ -215,3 +218,13 @@ class TestGridLayer:
             assert tile.inside(w, h)
         for a, b in itertools.combinations(tiles, 2):
             assert not a.overlaps(b)
+
+
+class TestSpecKey:
+    def test_last_row_is_a_grid_key_with_four_values(self) -> None:
+        assert load_spec(spec_doc()).layout.last_row == "balanced"
+        assert load_spec(spec_doc(layout={"lastRow": "grow"})).layout.last_row == "grow"
+        with pytest.raises(SpecError, match="lastRow"):
+            load_spec(spec_doc(layout={"lastRow": "middle"}))
+        with pytest.raises(SpecError, match="applies only to template 'grid'"):
+            load_spec(spec_doc(layout={"template": "speaker", "lastRow": "start"}))
