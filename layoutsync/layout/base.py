@@ -137,10 +137,12 @@ def fit(aspect: Aspect, wn: int, wd: int, hn: int, hd: int) -> tuple[int, int]:
     if not aspect.fixed or width <= 0:
         return width, height
     max_h = even(hn, hd)
-    ratio = Fraction(lo_h, lo_w)
+    tolerance = ASPECT_TOLERANCE.denominator // ASPECT_TOLERANCE.numerator  # 1% -> 100
     for w in range(width, max(0, width - 24), -2):
-        h = min(round_even(w * ratio), max_h)
-        if h > 0 and abs(Fraction(h, w) - ratio) <= ratio * ASPECT_TOLERANCE:
+        # The even height nearest w * lo_h / lo_w (a tie goes down), in integers: this runs
+        # for every arrangement the best fit tries.
+        h = min(2 * -((lo_w - w * lo_h) // (2 * lo_w)), max_h)
+        if h > 0 and abs(h * lo_w - lo_h * w) * tolerance <= lo_h * w:
             return w, h
     return width, height
 

@@ -23,18 +23,29 @@ EDGES: Final = ("top", "bottom", "left", "right")
 
 @dataclass(frozen=True, slots=True)
 class FloatingFrames:
-    """Regions of the floating template. ``layouts[k]`` are the overlays for k hosts."""
+    """Regions of the floating template: the main tile and how the overlays are laid out."""
 
     main: Rect
-    layouts: tuple[tuple[Rect, ...], ...]
+    room: Rect  #: the canvas inside the margin
+    corner: str
+    tile: tuple[int, int]
+    gap: int
+    per_row: int  #: overlays along a row (down a side for a left/right edge)
+    rows: int
 
     @property
     def overlays(self) -> tuple[Rect, ...]:
         """Every overlay cell, in fill order."""
-        return self.layouts[-1]
+        return self.overlays_for(self.per_row * self.rows)
 
     def overlays_for(self, count: int) -> tuple[Rect, ...]:
-        return self.layouts[min(count, len(self.layouts) - 1)]
+        """The overlays of ``count`` hosts (at most every cell), in fill order."""
+        count = max(0, min(count, self.per_row * self.rows))
+        tw, th = self.tile
+        return tuple(
+            _cell(i, count, self.per_row, self.corner, self.room, tw, th, self.gap)
+            for i in range(count)
+        )
 
 
 def floating_frames(
@@ -61,13 +72,7 @@ def floating_frames(
     along_max, across_max = (rows, columns) if vertical else (columns, rows)
     per_row = max(0, min(along_max, (along_room + gap) // (t_along + gap)))
     row_count = max(0, min(across_max, (across_room + gap) // (t_across + gap))) if per_row else 0
-    cells = per_row * row_count
-    layouts: list[tuple[Rect, ...]] = []
-    for count in range(cells + 1):
-        layouts.append(
-            tuple(_cell(i, count, per_row, corner, room, tw, th, gap) for i in range(count))
-        )
-    return FloatingFrames(main, tuple(layouts))
+    return FloatingFrames(main, room, corner, (tw, th), gap, per_row, row_count)
 
 
 def _cell(

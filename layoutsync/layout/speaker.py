@@ -25,19 +25,38 @@ DOMINANCE: Final = 4
 
 @dataclass(frozen=True, slots=True)
 class SpeakerFrames:
-    """Regions of the speaker template. ``strips[k]`` are the cells of a strip holding k
-    hosts (centred along its side); ``strip`` is the full strip."""
+    """Regions of the speaker template: the main tile and how the strip is laid out."""
 
     main: Rect  #: the main tile while the strip shows someone
     alone: Rect  #: the main tile when the strip is empty (it takes the whole area)
-    strips: tuple[tuple[Rect, ...], ...]
+    cells: int  #: ``stripTiles``
+    tile: tuple[int, int]  #: (across, along) of a strip tile
+    origin: tuple[int, int]  #: the area's top-left corner
+    strip_offset: int  #: where the strip starts across the area
+    along: int  #: the area's length along the strip
+    gap: int
+    vertical: bool  #: a left/right strip
 
     @property
     def strip(self) -> tuple[Rect, ...]:
-        return self.strips[-1]
+        """The full strip."""
+        return self.strip_for(self.cells)
 
     def strip_for(self, count: int) -> tuple[Rect, ...]:
-        return self.strips[min(count, len(self.strips) - 1)]
+        """The cells of a strip holding ``count`` hosts, centred along its side."""
+        count = max(0, min(count, self.cells))
+        t_across, t_along = self.tile
+        total = count * t_along + (count - 1) * self.gap if count else 0
+        first = even(self.along - total, 2)
+        x0, y0 = self.origin
+        rects = []
+        for i in range(count):
+            along_off = first + i * (t_along + self.gap)
+            if self.vertical:
+                rects.append(Rect(x0 + self.strip_offset, y0 + along_off, t_across, t_along))
+            else:
+                rects.append(Rect(x0 + along_off, y0 + self.strip_offset, t_along, t_across))
+        return tuple(rects)
 
 
 def _main_size(aspect: Aspect, across: int, along: int, vertical: bool) -> tuple[int, int]:
@@ -106,14 +125,14 @@ def speaker_frames(
         return Rect(area.x + along_off, area.y + across_off, b, a)
 
     main = place(main_off, even(along - main_along, 2), main_across, main_along)
-    strips: list[tuple[Rect, ...]] = []
-    for count in range(strip_tiles + 1):
-        total = count * t_along + (count - 1) * gap if count else 0
-        first = even(along - total, 2)
-        strips.append(
-            tuple(
-                place(strip_off, first + i * (t_along + gap), t_across, t_along)
-                for i in range(count)
-            )
-        )
-    return SpeakerFrames(main, alone, tuple(strips))
+    return SpeakerFrames(
+        main,
+        alone,
+        strip_tiles,
+        (t_across, t_along),
+        (area.x, area.y),
+        strip_off,
+        along,
+        gap,
+        vertical,
+    )
