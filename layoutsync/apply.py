@@ -316,7 +316,9 @@ def _slots_json(slots: SlotAssignment | None) -> dict[str, Any] | None:
     """The slot hint as stored: JSON-ready, sharing the compiler's (immutable) pair tuples."""
     if slots is None:
         return None
-    return {"template": slots.template, "pairs": slots.pairs}
+    if not slots.recency:
+        return {"template": slots.template, "pairs": slots.pairs}
+    return {"template": slots.template, "pairs": slots.pairs, "recency": slots.recency}
 
 
 def _slots_of(data: Any) -> SlotAssignment | None:
@@ -324,7 +326,8 @@ def _slots_of(data: Any) -> SlotAssignment | None:
         return None
     try:
         pairs = tuple((int(uid), int(slot)) for uid, slot in data.get("pairs", ()))
-        return SlotAssignment(str(data.get("template", "")), pairs)
+        recency = tuple(int(uid) for uid in data.get("recency", ()))
+        return SlotAssignment(str(data.get("template", "")), pairs, recency)
     except (TypeError, ValueError):
         return None  # a damaged hint only costs stability, never correctness
 

@@ -16,13 +16,13 @@ chosen at Create cannot turn audio-only, and videoInputs cannot be empty.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .canonical import canonical_hash
 from .errors import InternalCompilerError, SpecError
-from .geometry import FloatingFrames, Rect, SpeakerFrames, grid_tiles
+from .layout import FloatingFrames, Rect, SpeakerFrames, grid_tiles
 from .redact import redact
 from .spec import LayoutSpec, Watermark
 from .validate import MAX_UID, check_request, is_host_uid, wrap_transcoder
@@ -68,6 +68,8 @@ class SlotAssignment:
 
     template: str = ""
     pairs: tuple[tuple[int, int], ...] = ()  #: (uid, slot), by slot
+    #: ``overflow: rotate``: who spoke most recently first (present hosts only)
+    recency: tuple[int, ...] = ()
 
     def slot_of(self, uid: int) -> int | None:
         for host, slot in self.pairs:
@@ -144,7 +146,7 @@ def compile_unchecked(
     speaker = speaker if speaker in order else None
     prev = previous.slots if isinstance(previous, Compiled) else previous
     template = spec.layout.template
-    prior = prev.as_dict() if prev is not None and prev.template == template else {}
+    prior = _prior(spec, prev) if not spec.audio_only else _Prior({}, {}, None, ())
 
     placed: Placed = {} if spec.audio_only else _PLACERS[template](spec, order, speaker, prior)
     visible = tuple(uid for uid in order if uid in placed)
@@ -154,7 +156,11 @@ def compile_unchecked(
         Placement(uid, r.x, r.y, r.width, r.height, z, slot)
         for uid, (slot, r, z) in sorted(placed.items(), key=lambda item: item[1][0])
     )
-    assignment = SlotAssignment(template, tuple((p.uid, p.slot) for p in placements))
+    assignment = SlotAssignment(
+        template,
+        tuple((p.uid, p.slot) for p in placements),
+        _recency(spec, order, speaker, prior),
+    )
 
     needed = bool(audio) if spec.audio_only else bool(visible)
     body = _body(spec, placements, audio, env) if needed else None
@@ -203,26 +209,54 @@ def host_order(spec: LayoutSpec, hosts: Iterable[int]) -> tuple[int, ...]:
 # --- slots --------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _Prior:
+    """What the previous compile tells this one: each host's slot and region, who was visible,
+    and (``overflow: rotate``) who spoke most recently, first."""
+
+    slots: Mapping[int, int]
+    rects: Mapping[int, Rect]
+    visible: frozenset[int] | None
+    recency: tuple[int, ...]
+
+
+def _prior(spec: LayoutSpec, prev: SlotAssignment | None) -> _Prior:
+    if prev is None or prev.template != spec.layout.template:
+        return _Prior({}, {}, None, ())
+    slots = prev.as_dict()
+    # The previous regions, recomputed from the previous slot count: the compiler is pure,
+    # so a Session (which stores only the assignment) and a chain of compiles agree.
+    cells = _CELLS[spec.layout.template](spec, len(slots))
+    rects = {uid: cells[slot] for uid, slot in slots.items() if slot in cells}
+    return _Prior(slots, rects, frozenset(slots), prev.recency)
+
+
 def _assign(
-    hosts: Sequence[int], slots: Sequence[int], prior: Mapping[int, int], stable: bool
+    hosts: Sequence[int], cells: Mapping[int, Rect], prior: _Prior, stable: bool
 ) -> dict[int, int]:
-    """Give each host a slot. ``stable``: a host keeps its previous slot when that slot is
-    still offered; every other host takes the lowest free slot, in order. Otherwise slots
-    follow the order. ``len(hosts) <= len(slots)``."""
+    """Give each host a slot of ``cells`` (slot -> region; ``len(hosts) <= len(cells)``).
+
+    ``stable`` moves the fewest regions: a host whose previous region is still offered
+    keeps it; the others take the free slots in order, those who were visible (in
+    their previous slot order) before newcomers. Otherwise slots follow the order.
+    """
+    slots = sorted(cells)
     if not stable:
         return dict(zip(hosts, slots, strict=False))
-    offered = set(slots)
+    by_rect = {rect: slot for slot, rect in cells.items()}
     result: dict[int, int] = {}
     taken: set[int] = set()
     for uid in hosts:
-        slot = prior.get(uid)
-        if slot is not None and slot in offered and slot not in taken:
+        rect = prior.rects.get(uid)
+        slot = by_rect.get(rect) if rect is not None else None
+        if slot is not None and slot not in taken:
             result[uid] = slot
             taken.add(slot)
+    waiting = [uid for uid in hosts if uid not in result]
+    waiting.sort(key=lambda uid: prior.slots.get(uid, len(cells) + 1_000_000))
     free = (slot for slot in slots if slot not in taken)
-    for uid in hosts:
-        if uid not in result:
-            result[uid] = next(free)
+    for uid in waiting:
+        result[uid] = next(free)
     return result
 
 
@@ -230,73 +264,140 @@ def _stable(spec: LayoutSpec) -> bool:
     return spec.layout.stability == "stable"
 
 
+def _shown(
+    spec: LayoutSpec,
+    order: tuple[int, ...],
+    speaker: int | None,
+    prior: _Prior,
+    capacity: int,
+) -> tuple[int, ...]:
+    """Who is visible, in order. Without ``rotate``: the first ``capacity``.
+
+    With ``overflow: rotate`` the visible set carries over from the previous compile;
+    pinned hosts and the speaker are always in it, and a host beyond capacity who
+    becomes the speaker takes the place of the visible host who spoke least recently
+    (never spoke: the latest in order), so nobody else moves.
+    """
+    capacity = max(0, capacity)
+    if spec.layout.overflow != "rotate" or len(order) <= capacity:
+        return order[:capacity]
+    pinned = set(spec.layout.pinned)
+    must = [uid for uid in order if uid in pinned]
+    if speaker is not None and speaker not in must:
+        must.append(speaker)
+    must = must[:capacity]
+    held = set(must)
+    if prior.visible is None:
+        kept = [uid for uid in order if uid not in held][:capacity]
+    else:
+        kept = [uid for uid in order if uid in prior.visible and uid not in held]
+    rank = {uid: index for index, uid in enumerate(prior.recency)}
+    position = {uid: index for index, uid in enumerate(order)}
+    while len(must) + len(kept) > capacity:
+        kept.remove(max(kept, key=lambda uid: (rank.get(uid, len(rank)), position[uid])))
+    held.update(kept)
+    rest = [uid for uid in order if uid not in held]
+    held.update(rest[: capacity - len(held)])
+    return tuple(uid for uid in order if uid in held)
+
+
+def _recency(
+    spec: LayoutSpec, order: tuple[int, ...], speaker: int | None, prior: _Prior
+) -> tuple[int, ...]:
+    """Who spoke most recently, first (present hosts only); carried for ``overflow: rotate``."""
+    if spec.layout.overflow != "rotate":
+        return ()
+    present = set(order)
+    head = (speaker,) if speaker is not None else ()
+    return head + tuple(uid for uid in prior.recency if uid in present and uid != speaker)
+
+
+def _grid_cells(spec: LayoutSpec, count: int) -> dict[int, Rect]:
+    layout = spec.layout
+    return dict(enumerate(grid_tiles(count, spec.area, layout.gap, layout.aspect, layout.last_row)))
+
+
 def _place_grid(
-    spec: LayoutSpec, order: tuple[int, ...], speaker: int | None, prior: Mapping[int, int]
+    spec: LayoutSpec, order: tuple[int, ...], speaker: int | None, prior: _Prior
 ) -> Placed:
-    shown = order[: spec.max_visible]
-    tiles = grid_tiles(len(shown), spec.area, spec.layout.gap, spec.layout.aspect)
-    slots = _assign(shown, range(len(shown)), prior, _stable(spec))
-    return {uid: (slot, tiles[slot], _MAIN_Z) for uid, slot in slots.items()}
+    shown = _shown(spec, order, speaker, prior, spec.max_visible)
+    cells = _grid_cells(spec, len(shown))
+    slots = _assign(shown, cells, prior, _stable(spec))
+    return {uid: (slot, cells[slot], _MAIN_Z) for uid, slot in slots.items()}
 
 
 def _main_and_others(
-    spec: LayoutSpec, order: tuple[int, ...], speaker: int | None
+    spec: LayoutSpec, order: tuple[int, ...], speaker: int | None, prior: _Prior
 ) -> tuple[int | None, tuple[int, ...]]:
     if not order:
         return None, ()
-    main = speaker if speaker is not None else order[0]
-    others = tuple(uid for uid in order if uid != main)
-    return main, others[: max(0, spec.max_visible - 1)]
+    shown = _shown(spec, order, speaker, prior, spec.max_visible)
+    main = speaker if speaker is not None else shown[0]
+    return main, tuple(uid for uid in shown if uid != main)[: max(0, spec.max_visible - 1)]
+
+
+def _speaker_cells(spec: LayoutSpec, count: int) -> dict[int, Rect]:
+    frames = spec.frames
+    assert isinstance(frames, SpeakerFrames)
+    cells = {0: frames.main if count > 1 else frames.alone}
+    cells.update(enumerate(frames.strip_for(max(0, count - 1)), start=1))
+    return cells
+
+
+def _floating_cells(spec: LayoutSpec, count: int) -> dict[int, Rect]:
+    frames = spec.frames
+    assert isinstance(frames, FloatingFrames)
+    cells = {0: frames.main}
+    cells.update(enumerate(frames.overlays_for(max(0, count - 1)), start=1))
+    return cells
 
 
 def _place_speaker(
-    spec: LayoutSpec, order: tuple[int, ...], speaker: int | None, prior: Mapping[int, int]
+    spec: LayoutSpec, order: tuple[int, ...], speaker: int | None, prior: _Prior
 ) -> Placed:
-    frames = spec.frames
-    assert isinstance(frames, SpeakerFrames)
-    return _place_main_and_rest(
-        spec, order, speaker, prior, frames.main, frames.alone, frames.strip, _MAIN_Z
-    )
+    return _place_main_and_rest(spec, order, speaker, prior, _speaker_cells, _MAIN_Z)
 
 
 def _place_floating(
-    spec: LayoutSpec, order: tuple[int, ...], speaker: int | None, prior: Mapping[int, int]
+    spec: LayoutSpec, order: tuple[int, ...], speaker: int | None, prior: _Prior
 ) -> Placed:
-    frames = spec.frames
-    assert isinstance(frames, FloatingFrames)
-    return _place_main_and_rest(
-        spec, order, speaker, prior, frames.main, frames.main, frames.overlays, _OVERLAY_Z
-    )
+    return _place_main_and_rest(spec, order, speaker, prior, _floating_cells, _OVERLAY_Z)
 
 
 def _place_main_and_rest(
     spec: LayoutSpec,
     order: tuple[int, ...],
     speaker: int | None,
-    prior: Mapping[int, int],
-    main_rect: Rect,
-    alone_rect: Rect,
-    rest: Sequence[Rect],
+    prior: _Prior,
+    cells_for: Callable[[LayoutSpec, int], dict[int, Rect]],
     rest_z: int,
 ) -> Placed:
-    """Slot 0 is the main host (``alone_rect`` when nobody else is there); slots 1.. the rest."""
-    main, others = _main_and_others(spec, order, speaker)
+    """Slot 0 is the main host (the whole area when nobody else is there); slots 1.. the rest."""
+    main, others = _main_and_others(spec, order, speaker, prior)
     if main is None:
         return {}
-    placed: Placed = {main: (0, main_rect if others else alone_rect, _MAIN_Z)}
-    cells = range(1, len(rest) + 1)
+    cells = cells_for(spec, 1 + len(others))
+    placed: Placed = {main: (0, cells.pop(0), _MAIN_Z)}
     for uid, slot in _assign(others, cells, prior, _stable(spec)).items():
-        placed[uid] = (slot, rest[slot - 1], rest_z)
+        placed[uid] = (slot, cells[slot], rest_z)
     return placed
 
 
+def _custom_cells(spec: LayoutSpec, count: int) -> dict[int, Rect]:
+    return {index: slot.rect for index, slot in enumerate(spec.layout.slots)}
+
+
 def _place_custom(
-    spec: LayoutSpec, order: tuple[int, ...], speaker: int | None, prior: Mapping[int, int]
+    spec: LayoutSpec, order: tuple[int, ...], speaker: int | None, prior: _Prior
 ) -> Placed:
-    """Bound slots first (a uid, then the speaker), then "next" slots in order."""
+    """Bound slots first (a uid, then the speaker), then "next" slots in order; a slot bound to
+    an absent host is one more "next" slot unless ``emptySlot`` is ``blank``."""
     slots = spec.layout.slots
     budget = spec.max_visible
     present = set(order)
+    if spec.layout.overflow == "rotate":
+        shown = _shown(spec, order, speaker, prior, budget)
+        order = shown + tuple(uid for uid in order if uid not in set(shown))
     placed: Placed = {}
 
     def put(uid: int, index: int) -> None:
@@ -314,7 +415,13 @@ def _place_custom(
                 pick = next((uid for uid in order if uid not in placed), None)
             if pick is not None:
                 put(pick, index)
-    free = [index for index, slot in enumerate(slots) if slot.host == "next"]
+    fill_vacant = spec.layout.empty_slot == "next"
+    used = {index for index, _rect, _z in placed.values()}
+    free = {
+        index: slot.rect
+        for index, slot in enumerate(slots)
+        if slot.host == "next" or (fill_vacant and isinstance(slot.host, int) and index not in used)
+    }
     waiting = [uid for uid in order if uid not in placed]
     room = min(len(free), budget - len(placed))
     for uid, index in _assign(waiting[:room], free, prior, _stable(spec)).items():
@@ -322,11 +429,17 @@ def _place_custom(
     return placed
 
 
-_PLACERS = {
+_PLACERS: dict[str, Callable[[LayoutSpec, tuple[int, ...], int | None, _Prior], Placed]] = {
     "grid": _place_grid,
     "speaker": _place_speaker,
     "floating": _place_floating,
     "custom": _place_custom,
+}
+_CELLS: dict[str, Callable[[LayoutSpec, int], dict[int, Rect]]] = {
+    "grid": _grid_cells,
+    "speaker": _speaker_cells,
+    "floating": _floating_cells,
+    "custom": _custom_cells,
 }
 
 
@@ -339,7 +452,7 @@ def _audio(spec: LayoutSpec, order: tuple[int, ...], visible: tuple[int, ...]) -
         return ()
     if mode == "channel":
         return (0,)
-    if spec.audio_only or spec.layout.overflow == "audio-only":
+    if spec.audio_only or spec.layout.overflow in ("audio-only", "rotate"):
         return order
     return visible
 

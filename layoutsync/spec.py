@@ -34,7 +34,9 @@ import jsonschema
 from ._resources import load_schema
 from .canonical import canonical_hash
 from .errors import FieldError, SpecError
-from .geometry import (
+from .layout import (
+    DEFAULT_EMPTY_SLOT,
+    DEFAULT_LAST_ROW,
     MIN_TILE,
     Aspect,
     FloatingFrames,
@@ -45,6 +47,7 @@ from .geometry import (
     grid_capacity,
     inner_area,
     parse_aspect,
+    slot_rect,
     speaker_frames,
 )
 from .validate import make_validator, schema_errors
@@ -68,10 +71,10 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: Keys of ``layout`` that belong to one template only.
 TEMPLATE_KEYS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
     {
-        "grid": (),
+        "grid": ("lastRow",),
         "speaker": ("position", "stripFraction", "stripTiles"),
         "floating": ("corner", "tileWidth", "tileHeight", "margin", "columns", "rows"),
-        "custom": ("units", "slots"),
+        "custom": ("units", "slots", "emptySlot"),
     }
 )
 
@@ -92,7 +95,7 @@ _LAYOUT_DEFAULTS: Final[Mapping[str, Any]] = MappingProxyType(
 )
 _TEMPLATE_DEFAULTS: Final[Mapping[str, Mapping[str, Any]]] = MappingProxyType(
     {
-        "grid": {},
+        "grid": {"lastRow": DEFAULT_LAST_ROW},
         "speaker": {"position": "right", "stripFraction": 0.25, "stripTiles": 4},
         "floating": {
             "corner": "bottom-left",
@@ -102,7 +105,7 @@ _TEMPLATE_DEFAULTS: Final[Mapping[str, Mapping[str, Any]]] = MappingProxyType(
             "columns": 4,
             "rows": 4,
         },
-        "custom": {"units": "px"},
+        "custom": {"units": "px", "emptySlot": DEFAULT_EMPTY_SLOT},
     }
 )
 
@@ -203,6 +206,8 @@ class LayoutOptions:
     priority: tuple[int, ...] = ()
     allow: frozenset[int] | None = None
     deny: frozenset[int] = frozenset()
+    # grid
+    last_row: str = DEFAULT_LAST_ROW
     # speaker
     position: str = "right"
     strip_fraction: tuple[int, int] = (1, 4)  #: exact, as numerator and denominator
@@ -217,6 +222,7 @@ class LayoutOptions:
     # custom
     units: str = "px"
     slots: tuple[Slot, ...] = ()
+    empty_slot: str = DEFAULT_EMPTY_SLOT
 
     def admits(self, uid: int) -> bool:
         """Whether ``allow``/``deny`` let this host be composed."""
@@ -367,6 +373,10 @@ def _plain(value: Any, pointer: str, problems: list[FieldError]) -> Any:
         elif value.is_integer():
             return int(value)
     return value
+
+
+def _number(value: Fraction) -> str:
+    return str(int(value)) if value.denominator == 1 else f"{float(value):g}"
 
 
 def _freeze(value: Any) -> Any:
@@ -566,6 +576,7 @@ class _Builder:
             priority=tuple(layout["priority"]),
             allow=allow,
             deny=deny,
+            last_row=layout.get("lastRow", DEFAULT_LAST_ROW),
             position=layout.get("position", "right"),
             strip_fraction=(fraction.numerator, fraction.denominator),
             strip_tiles=layout.get("stripTiles", 4),
@@ -576,6 +587,7 @@ class _Builder:
             columns=layout.get("columns", 4),
             rows=layout.get("rows", 4),
             units=layout.get("units", "px"),
+            empty_slot=layout.get("emptySlot", DEFAULT_EMPTY_SLOT),
         )
         slots = tuple(self.slots(layout.get("slots") or [], options, canvas))
         return dataclasses.replace(options, slots=slots)
@@ -602,31 +614,47 @@ class _Builder:
         )
         for index, slot in enumerate(slots):
             where = f"/layout/slots/{index}"
-            px: dict[str, int] = {}
+            exact: dict[str, Fraction] = {}
             for key, size in axes:
                 value = slot[key]
                 if relative:
                     if value > 1:
                         self.error(f"{where}/{key}", f"{value} is above 1 (units is 'relative')")
-                    exact = Fraction(str(value)) * size
-                    px[key] = even(exact.numerator, exact.denominator)
-                elif isinstance(value, float) and not value.is_integer():
-                    self.error(
-                        f"{where}/{key}",
-                        f"{value} is not a whole number of pixels (units is 'px'; "
-                        "use 'relative' for fractions of the canvas)",
-                    )
-                    px[key] = even(int(value))
+                    exact[key] = Fraction(str(value)) * size
                 else:
-                    px[key] = even(int(value))
+                    if isinstance(value, float) and not value.is_integer():
+                        self.error(
+                            f"{where}/{key}",
+                            f"{value} is not a whole number of pixels (units is 'px'; "
+                            "use 'relative' for fractions of the canvas)",
+                        )
+                    exact[key] = Fraction(int(value))
+            for edge, start, length, size in (
+                ("width", "x", "width", canvas.width),
+                ("height", "y", "height", canvas.height),
+            ):
+                end = exact[start] + exact[length]
+                if end > size:
+                    self.error(
+                        where,
+                        f"{start} + {length} = {_number(end)} is beyond the canvas {edge} {size}; "
+                        "it must fit inside",
+                    )
+            rect = slot_rect(
+                exact["x"],
+                exact["y"],
+                exact["width"],
+                exact["height"],
+                (canvas.width, canvas.height),
+            )
+            px = {"x": rect.x, "y": rect.y, "width": rect.width, "height": rect.height}
             for key in ("width", "height"):
                 if px[key] < MIN_TILE:
                     self.error(
                         f"{where}/{key}",
-                        f"{px[key]} px is below the minimum {MIN_TILE} (after rounding to even "
-                        "pixels)",
+                        f"{px[key]} px is below the minimum {MIN_TILE} (after rounding its edges "
+                        "to even pixels)",
                     )
-            self.inside(where, px["x"], px["y"], px["width"], px["height"], canvas)
             host = slot["host"]
             if isinstance(host, int):
                 if host in bound:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import itertools
-import random
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from layoutsync import compile as compile_module
+from layoutsync.bench import layout as layout_bench
+from layoutsync.bench.layout import Step
 from layoutsync.compile import (
     Compiled,
     InternalCompilerError,
@@ -20,6 +23,7 @@ from layoutsync.compile import (
     host_order,
 )
 from layoutsync.errors import FieldError, SpecError
+from layoutsync.layout import grid_shape
 from layoutsync.spec import LayoutSpec, load_spec
 from layoutsync.validate import TRANSCODER_POINTER, check_request
 
@@ -268,110 +272,92 @@ class TestTemplates:
         assert compiled.placements[3].z_order == 50
         assert_sound(compiled)
         without_seven = compile_(spec, [1, 2, 3])
-        assert slot_map(without_seven) == {1: 0, 2: 2, 3: 3}  # slot 1 waits for uid 7
+        assert slot_map(without_seven) == {1: 0, 2: 1, 3: 2}  # 2 stands in for uid 7
+        blank = make_spec("custom", slots=slots, emptySlot="blank")
+        assert slot_map(compile_(blank, [1, 2, 3])) == {1: 0, 2: 2, 3: 3}  # slot 1 waits for 7
 
-    def test_custom_with_only_absent_bound_hosts_needs_no_task(self) -> None:
-        spec = make_spec("custom", slots=[{"x": 0, "y": 0, "width": 320, "height": 180, "host": 7}])
-        compiled = compile_(spec, [1])
+    def test_custom_with_only_absent_bound_hosts_needs_no_task_when_blank(self) -> None:
+        slots = [{"x": 0, "y": 0, "width": 320, "height": 180, "host": 7}]
+        compiled = compile_(make_spec("custom", slots=slots, emptySlot="blank"), [1])
         assert compiled.empty and compiled.overflowed == (1,)
+        stand_in = compile_(make_spec("custom", slots=slots), [1])
+        assert stand_in.visible == (1,) and stand_in.placements[0].slot == 0
 
 
 # --- stability ----------------------------------------------------------------------------------
 
 
-def churn_trace(seed: int, events: int) -> list[tuple[str, int]]:
-    """Joins, leaves, rejoins and speaker changes, always with at least one host present."""
-    rng = random.Random(seed)
-    present: list[int] = []
-    gone: list[int] = []
-    next_uid = 100
-    trace: list[tuple[str, int]] = []
-    while len(trace) < events:
-        roll = rng.random()
-        if not present or (roll < 0.35 and len(present) < 12):
-            next_uid += 1
-            trace.append(("join", next_uid))
-            present.append(next_uid)
-        elif roll < 0.6 and len(present) > 1:
-            uid = rng.choice(present)
-            trace.append(("leave", uid))
-            present.remove(uid)
-            gone.append(uid)
-        elif roll < 0.75 and gone:
-            uid = gone.pop(rng.randrange(len(gone)))
-            trace.append(("rejoin", uid))
-            present.append(uid)
-        else:
-            trace.append(("speaker", rng.choice(present)))
-    return trace
-
-
-def replay(
-    spec: LayoutSpec,
-    trace: list[tuple[str, int]],
-    check: Callable[[Compiled, Compiled], None] | None = None,
-) -> list[int]:
-    """Moved hosts per event: hosts visible before and after whose slot index changed."""
-    hosts: list[int] = []
-    speaker: int | None = None
-    previous = compile_(spec, hosts)
-    moves: list[int] = []
-    for kind, uid in trace:
-        if kind in ("join", "rejoin"):
-            hosts.append(uid)
-        elif kind == "leave":
-            hosts.remove(uid)
-        else:
-            speaker = uid
-        current = compile_(
-            spec, hosts, speaker=speaker if speaker in hosts else None, previous=previous
-        )
-        before, after = slot_map(previous), slot_map(current)
-        moves.append(sum(1 for h in before.keys() & after.keys() if before[h] != after[h]))
+def replay(spec: LayoutSpec, check: Callable[[Step], None] | None = None) -> list[int]:
+    """Regions moved per event of the reference churn trace (hosts visible before and after
+    whose x, y, width or height changed)."""
+    moves = []
+    for step in layout_bench.replay(spec, layout_bench.churn_trace(), env=ENV):
         if check is not None:
-            check(previous, current)
-        previous = current
+            check(step)
+        moves.append(step.moves)
     return moves
 
 
 class TestStability:
-    TRACE = churn_trace(seed=3, events=60)
+    TRACE = layout_bench.churn_trace()
 
     def test_the_trace_is_long_and_varied(self) -> None:
         kinds = {kind for kind, _ in self.TRACE}
         assert len(self.TRACE) >= 40 and kinds == {"join", "leave", "rejoin", "speaker"}
 
-    def test_grid_stable_moves_fewer_hosts_than_ordered(self) -> None:
-        stable = replay(make_spec(stability="stable"), self.TRACE)
-        ordered = replay(make_spec(stability="ordered"), self.TRACE)
+    @pytest.mark.parametrize("last_row", ["balanced", "center", "start"])
+    def test_grid_stable_moves_fewer_regions_than_ordered(self, last_row: str) -> None:
+        stable = replay(make_spec(stability="stable", lastRow=last_row, gap=8, padding=16))
+        ordered = replay(make_spec(stability="ordered", lastRow=last_row, gap=8, padding=16))
         assert sum(stable) < sum(ordered)
 
-    def test_grid_stable_moves_only_hosts_whose_slot_vanished(self) -> None:
-        def minimal(before: Compiled, after: Compiled) -> None:
-            old, new = slot_map(before), slot_map(after)
-            count = len(after.placements)  # grid slots are 0..count-1
+    def test_grid_stable_keeps_every_region_that_survives(self) -> None:
+        def minimal(step: Step) -> None:
+            old = {p.uid: p.rect for p in step.before.placements}
+            new = {p.uid: p.rect for p in step.after.placements}
+            offered = set(new.values())
             for uid in old.keys() & new.keys():
-                if old[uid] < count:
-                    assert new[uid] == old[uid], "a host whose slot still exists moved"
-            # a new host takes the lowest free slot
-            free = sorted(
-                set(range(count)) - {old[u] for u in old.keys() & new.keys() if old[u] < count}
-            )
-            newcomers = [u for u in after.visible if new[u] not in {old.get(u)}]
-            assert sorted(new[u] for u in newcomers) == free
+                if old[uid] in offered:
+                    assert new[uid] == old[uid], "a host whose region still exists moved"
 
-        replay(make_spec(stability="stable"), self.TRACE, check=minimal)
+        for last_row in ("balanced", "center", "start", "grow"):
+            replay(make_spec(lastRow=last_row, gap=8, padding=16), check=minimal)
 
-    def test_speaker_stable_moves_at_most_the_swapped_pair(self) -> None:
-        def minimal(before: Compiled, after: Compiled) -> None:
-            old, new = slot_map(before), slot_map(after)
-            moved = {u for u in old.keys() & new.keys() if old[u] != new[u]}
-            # Only the new main (into slot 0) and the old main (out of it) may move.
-            allowed = {u for u in old.keys() & new.keys() if 0 in (old[u], new[u])}
-            assert moved <= allowed
+    def test_start_moves_nobody_on_a_join_and_one_host_on_a_leave(self) -> None:
+        spec = make_spec(lastRow="start", gap=8, padding=16)
+        first = compile_(spec, range(1, 8))  # 3 + 3 + 1 on 1280x720, gap 8, padding 16
+        joined = compile_(spec, range(1, 9), previous=first)
+        assert layout_bench.region_moves(first, joined) == 0
+        left = compile_(spec, [1, 3, 4, 5, 6, 7, 8], previous=joined)
+        assert layout_bench.region_moves(joined, left) == 1
+        assert left.placements[1].uid == 8  # the last host took the hole
 
-        stable = replay(make_spec("speaker", stripTiles=6), self.TRACE, check=minimal)
-        ordered = replay(make_spec("speaker", stripTiles=6, stability="ordered"), self.TRACE)
+    @settings(max_examples=50, deadline=None)
+    @given(count=st.integers(2, 25), leaver=st.integers(0, 24), gap=st.sampled_from([0, 8]))
+    def test_start_is_at_most_one_move_whenever_the_shape_holds(
+        self, count: int, leaver: int, gap: int
+    ) -> None:
+        spec = make_spec(lastRow="start", gap=gap, padding=16)
+        area = spec.area
+        hosts = list(range(1, count + 1))
+        full = compile_(spec, hosts)
+        fewer = compile_(spec, [h for h in hosts if h != hosts[leaver % count]], previous=full)
+        rejoined = compile_(spec, hosts, previous=fewer)
+
+        def shape(n: int) -> object:
+            return grid_shape(n, area.width, area.height, spec.layout.gap, spec.layout.aspect)
+
+        if shape(count) == shape(count - 1):
+            assert layout_bench.region_moves(full, fewer) <= 1
+            assert layout_bench.region_moves(fewer, rejoined) == 0
+
+    def test_speaker_stable_moves_only_the_swapped_pair_on_a_speaker_change(self) -> None:
+        def minimal(step: Step) -> None:
+            if step.kind == "speaker":
+                assert step.moves <= 2
+
+        stable = replay(make_spec("speaker", stripTiles=6), check=minimal)
+        ordered = replay(make_spec("speaker", stripTiles=6, stability="ordered"))
         assert sum(stable) < sum(ordered)
 
     def test_previous_may_be_a_compiled_or_an_assignment(self) -> None:
@@ -380,7 +366,8 @@ class TestStability:
         from_compiled = compile_(spec, [2, 3], previous=first)
         from_slots = compile_(spec, [2, 3], previous=first.slots)
         assert from_compiled == from_slots
-        assert slot_map(from_compiled) == {2: 1, 3: 0}  # 3's slot 2 vanished: it takes slot 0
+        # 2 + 1 becomes one row of 2: every region changed; the hosts keep their order.
+        assert slot_map(from_compiled) == {2: 0, 3: 1}
 
     def test_a_previous_of_another_template_is_ignored(self) -> None:
         spec = make_spec()

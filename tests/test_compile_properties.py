@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from layoutsync.compile import Compiled, compile_layout
 from layoutsync.errors import SpecError
+from layoutsync.layout import CORNERS, EDGES
 from layoutsync.spec import load_spec
 from layoutsync.validate import check_request
 
@@ -63,7 +64,7 @@ def layouts(draw: st.DrawFn) -> dict[str, Any]:
         "padding": draw(pixels()),
         "aspect": draw(st.sampled_from(["16:9", "4:3", "1:1", "9:16", "21:9", "fill"])),
         "stability": draw(st.sampled_from(["stable", "ordered"])),
-        "overflow": draw(st.sampled_from(["audio-only", "drop"])),
+        "overflow": draw(st.sampled_from(["audio-only", "drop", "rotate"])),
     }
     if draw(st.booleans()):
         layout["maxTiles"] = draw(st.integers(1, 40))
@@ -71,6 +72,8 @@ def layouts(draw: st.DrawFn) -> dict[str, Any]:
         layout["pinned"] = draw(st.lists(st.integers(1, 80), max_size=4, unique=True))
     if draw(st.booleans()):
         layout["deny"] = draw(st.lists(st.integers(1, 80), max_size=4, unique=True))
+    if template == "grid" and draw(st.booleans()):
+        layout["lastRow"] = draw(st.sampled_from(["balanced", "center", "start", "grow"]))
     if template == "speaker":
         layout["position"] = draw(st.sampled_from(["left", "right", "top", "bottom"]))
         layout["stripFraction"] = draw(
@@ -78,9 +81,7 @@ def layouts(draw: st.DrawFn) -> dict[str, Any]:
         )
         layout["stripTiles"] = draw(st.integers(1, 5) | st.integers(1, 12))
     elif template == "floating":
-        layout["corner"] = draw(
-            st.sampled_from(["top-left", "top-right", "bottom-left", "bottom-right"])
-        )
+        layout["corner"] = draw(st.sampled_from([*CORNERS, *EDGES]))
         layout["tileWidth"] = draw(st.integers(120, 800))
         layout["tileHeight"] = draw(st.integers(120, 800))
         layout["margin"] = draw(st.integers(0, 100))
@@ -89,6 +90,8 @@ def layouts(draw: st.DrawFn) -> dict[str, Any]:
     elif template == "custom":
         layout["units"] = "relative"
         layout["slots"] = draw(relative_slots())
+        if draw(st.booleans()):
+            layout["emptySlot"] = draw(st.sampled_from(["next", "blank"]))
     return layout
 
 
@@ -123,6 +126,9 @@ def check_contract(compiled: Compiled, width: int, height: int, template: str) -
     if template in ("grid", "speaker"):
         for a, b in itertools.combinations(compiled.placements, 2):
             assert not a.rect.overlaps(b.rect)
+    if template == "floating":  # overlays cover the main tile, never each other
+        for a, b in itertools.combinations(compiled.placements[1:], 2):
+            assert not a.rect.overlaps(b.rect)
     if compiled.body is None:
         assert not compiled.visible
     else:
@@ -144,16 +150,25 @@ def test_every_spec_compiles_to_a_valid_body_or_a_spec_error(
 
 
 @SETTINGS
-@given(doc=specs(), steps=st.lists(uids, min_size=2, max_size=5))
-def test_recompiling_with_previous_stays_valid(doc: dict[str, Any], steps: list[list[int]]) -> None:
+@given(
+    doc=specs(),
+    steps=st.lists(st.tuples(uids, st.integers(0, 60)), min_size=2, max_size=5),
+)
+def test_recompiling_with_previous_stays_valid(
+    doc: dict[str, Any], steps: list[tuple[list[int], int]]
+) -> None:
     try:
         spec = load_spec(doc)
     except SpecError:
         return
     previous = None
-    for hosts in steps:
-        compiled = compile_layout(spec, hosts, previous=previous, env=ENV)
+    for hosts, pick in steps:
+        speaker = hosts[pick % len(hosts)] if hosts and pick else None
+        compiled = compile_layout(spec, hosts, speaker, previous, env=ENV)
         check_contract(compiled, spec.canvas.width, spec.canvas.height, spec.layout.template)
+        rotates = spec.layout.overflow == "rotate" and spec.layout.template != "custom"
+        if rotates and compiled.speaker is not None:
+            assert compiled.speaker in compiled.visible
         previous = compiled
 
 
