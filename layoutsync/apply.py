@@ -5,8 +5,25 @@
 reconcile logic is a generator that *yields* effects (``Send`` a client call,
 ``Save`` a state row, ``Sleep``) and receives their results; each session
 only performs them. ``host_joined``/``host_left``/``set_hosts``/``set_speaker``
-change the desired state in memory; ``reconcile()`` sends. Any number of
-changes between two reconciles cost at most one Update.
+change the desired state; ``reconcile()`` sends. Any number of changes
+between two reconciles cost at most one Update.
+
+Durable desired state
+    A change that returned is on disk: each of those calls that changes the
+    hosts or speaker writes them (``StateStore.save_desired``, one small
+    transaction) before it returns, and one that raises ``StateError`` changed
+    nothing. A new ``Session`` on the same store takes them back, so a process
+    killed right after a ``host_joined`` converges on the next reconcile. A
+    call that changes nothing writes nothing. ``durable_inputs=False`` keeps
+    changes in memory until the next reconcile (or ``save_desired()``); the
+    daemon does so and writes many sessions in one group commit instead.
+
+Tokens at rest
+    A store fingerprints every rtcToken of the bodies it keeps
+    (``layoutsync.store``). A session puts the tokens its spec resolves back
+    in place when it loads; a fingerprint left over is a token that changed
+    (the next plan updates it), and a Create resumed after a crash is
+    compiled again from its inputs when its body lacks a token.
 
 Noop fast path
     When the compiler's inputs (hosts, speaker, spec fingerprint) equal those
@@ -100,7 +117,15 @@ from .errors import (
 from .logs import get_logger
 from .plan import Action, Live, Plan, make_plan
 from .spec import LayoutSpec
-from .store import Inputs, Intent, SessionState, StateStore
+from .store import (
+    DesiredInputs,
+    Inputs,
+    Intent,
+    SessionState,
+    StateStore,
+    has_fingerprints,
+    restore_tokens,
+)
 from .validate import MAX_UID, is_host_uid
 
 __all__ = [
@@ -352,17 +377,26 @@ class _SessionCore:
         store: StateStore,
         name: str | None,
         clock: Callable[[], float],
+        durable_inputs: bool = True,
     ) -> None:
         self._spec = spec
         self._client = client
         self._store = store
         self.name = name or spec.instance_id
         self._clock = clock
+        self._durable_inputs = durable_inputs
         self._desired_lock = threading.Lock()
         loaded = store.load(self.name)
-        self._state = loaded or SessionState(name=self.name, instance_id=spec.instance_id)
-        self._hosts: tuple[int, ...] = self._state.hosts
-        self._speaker: int | None = self._state.speaker
+        self._state = (
+            self._with_tokens(loaded)
+            if loaded
+            else SessionState(name=self.name, instance_id=spec.instance_id)
+        )
+        desired = store.load_desired(self.name)
+        if desired is None:  # a state file of an older layoutsync: the row's desired state
+            desired = DesiredInputs(self._state.hosts, self._state.speaker)
+        self._hosts: tuple[int, ...] = desired.hosts
+        self._speaker: int | None = desired.speaker
         self._compiled: Compiled | None = None
         self._fast: tuple[Inputs, ReconcileResult] | None = None
         self._last: _Outcome | None = None
@@ -410,19 +444,36 @@ class _SessionCore:
         """The slots of the last applied layout: what the next compile keeps stable."""
         return _slots_of(self._state.slots)
 
+    @property
+    def desired(self) -> DesiredInputs:
+        """The desired inputs as ``StateStore.save_desired`` keeps them."""
+        return DesiredInputs(self._hosts, self._speaker, self._clock())
+
+    def save_desired(self) -> None:
+        """Write the desired inputs now (with ``durable_inputs=False``; otherwise each
+        change has already written them)."""
+        with self._desired_lock:
+            self._store.save_desired(self.name, self.desired)
+
+    def _set_desired(self, hosts: tuple[int, ...], speaker: int | None) -> None:
+        """Write-then-swap (under ``_desired_lock``): a change that raised changed nothing."""
+        if self._durable_inputs:
+            self._store.save_desired(self.name, DesiredInputs(hosts, speaker, self._clock()))
+        self._hosts, self._speaker = hosts, speaker
+
     def host_joined(self, uid: int) -> None:
         """A host is in the channel (idempotent); it joins at the end of the join order."""
         uid = _uid(uid, "host")
         with self._desired_lock:
             if uid not in self._hosts:
-                self._hosts = (*self._hosts, uid)
+                self._set_desired((*self._hosts, uid), self._speaker)
 
     def host_left(self, uid: int) -> None:
         """A host left (idempotent). A speaker who leaves stays requested but is not shown."""
         uid = _uid(uid, "host")
         with self._desired_lock:
             if uid in self._hosts:
-                self._hosts = tuple(h for h in self._hosts if h != uid)
+                self._set_desired(tuple(h for h in self._hosts if h != uid), self._speaker)
 
     def set_hosts(self, hosts: Iterable[int]) -> None:
         """The full set of hosts present. Hosts already known keep their join order;
@@ -434,13 +485,17 @@ class _SessionCore:
                 return
             keep = set(wanted)
             known = set(current)
-            self._hosts = tuple(h for h in current if h in keep) + tuple(
+            hosts = tuple(h for h in current if h in keep) + tuple(
                 h for h in wanted if h not in known
             )
+            self._set_desired(hosts, self._speaker)
 
     def set_speaker(self, uid: int | None) -> None:
         """The active speaker (None: no speaker); only templates that feature one use it."""
-        self._speaker = None if uid is None else _uid(uid, "speaker")
+        speaker = None if uid is None else _uid(uid, "speaker")
+        with self._desired_lock:
+            if speaker != self._speaker:
+                self._set_desired(self._hosts, speaker)
 
     def replace_spec(self, spec: LayoutSpec) -> None:
         """Use a new spec from the next reconcile on (config reload). A change that cannot be
@@ -468,6 +523,36 @@ class _SessionCore:
 
     def _inputs(self) -> Inputs:
         return Inputs(self._hosts, self._speaker, self._spec.fingerprint)
+
+    def _known_tokens(self) -> dict[str, str]:
+        """fingerprint -> token, for the tokens the spec resolves now (none if it cannot)."""
+        try:
+            tokens = self._spec.tokens()
+        except LayoutsyncError:
+            return {}
+        fingerprint = self._store.fingerprint
+        return {fingerprint(token): token for token in tokens}
+
+    def _with_tokens(self, state: SessionState) -> SessionState:
+        """``state`` as loaded, with the fingerprinted rtcTokens put back where known."""
+        bodies = (state.applied_body, state.intent, state.orphan)
+        if not any(
+            has_fingerprints(body.body if isinstance(body, Intent) else body) for body in bodies
+        ):
+            return state
+        known = self._known_tokens()
+
+        def intent(value: Intent | None) -> Intent | None:
+            if value is None or value.body is None:
+                return value
+            return dataclasses.replace(value, body=restore_tokens(value.body, known))
+
+        return dataclasses.replace(
+            state,
+            applied_body=restore_tokens(state.applied_body, known),
+            intent=intent(state.intent),
+            orphan=intent(state.orphan),
+        )
 
     def _fast_result(self) -> ReconcileResult | None:
         fast = self._fast
@@ -721,6 +806,8 @@ class _SessionCore:
         if intent.call == "acquire":
             yield from self._save(intent=None)
         elif intent.call == "create":
+            if self._token_fresh() and has_fingerprints(intent.body):
+                yield from self._recompile_intent(intent)
             if self._token_fresh():
                 yield from self._send_create(calls)
             else:
@@ -734,6 +821,23 @@ class _SessionCore:
             yield from self._delete(calls)
         else:
             yield from self._save(intent=None)
+
+    def _recompile_intent(self, intent: Intent) -> Steps[None]:
+        """A Create to resume whose body lacks a token (changed since): compile it again from
+        its inputs, so the tokens are those the spec resolves now."""
+        inputs = intent.inputs
+        compiled = (
+            compile_layout(self._spec, inputs.hosts, inputs.speaker, _slots_of(intent.slots))
+            if inputs is not None
+            else None
+        )
+        if compiled is None or compiled.body is None:
+            # nothing to send with this token: let it age into an orphan, as a stale one
+            yield from self._save(token_acquired_at=self._clock() - TOKEN_MAX_AGE)
+            return
+        yield from self._save(
+            intent=dataclasses.replace(intent, body=compiled.body, body_hash=compiled.body_hash)
+        )
 
     # --- the calls -----------------------------------------------------------------------------
 
@@ -1079,6 +1183,8 @@ class Session(_SessionCore):
     ``client`` defaults to ``Client()`` (configured from the environment), made
     on first use so ``plan()`` never needs credentials. ``clock`` is wall time
     (token ages must survive restarts), ``sleep`` waits between 202 polls.
+    ``durable_inputs`` (default True): a host/speaker change that returned is in
+    ``store`` (see "Durable desired state" above).
     """
 
     def __init__(
@@ -1090,8 +1196,11 @@ class Session(_SessionCore):
         name: str | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], object] = time.sleep,
+        durable_inputs: bool = True,
     ) -> None:
-        super().__init__(spec, client=client, store=store, name=name, clock=clock)
+        super().__init__(
+            spec, client=client, store=store, name=name, clock=clock, durable_inputs=durable_inputs
+        )
         self._sleep = sleep
         self._lock = threading.Lock()
 
@@ -1148,8 +1257,10 @@ class Session(_SessionCore):
 
 class AsyncSession(_SessionCore):
     """``Session`` over ``AsyncClient``: ``plan``/``reconcile``/``refresh``/``destroy`` are
-    awaited; ``host_*``/``set_*`` stay plain methods. The store is called inline (SQLite
-    on a local disk answers in microseconds to a few ms)."""
+    awaited; ``host_*``/``set_*`` stay plain methods, which write a change to the store
+    before returning as ``Session``'s do. The store is called inline (SQLite on a local
+    disk answers in microseconds to a few ms); ``durable_inputs=False`` leaves the
+    writing to the caller (the daemon's group commit)."""
 
     def __init__(
         self,
@@ -1160,8 +1271,11 @@ class AsyncSession(_SessionCore):
         name: str | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
+        durable_inputs: bool = True,
     ) -> None:
-        super().__init__(spec, client=client, store=store, name=name, clock=clock)
+        super().__init__(
+            spec, client=client, store=store, name=name, clock=clock, durable_inputs=durable_inputs
+        )
         self._sleep = sleep
         self._lock = _IdleFreeLock()
 

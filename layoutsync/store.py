@@ -7,21 +7,36 @@ call (Acquire, Create, Update, Delete) and settled after it, so a process
 killed at any point finds, on restart, exactly which call may or may not
 have taken effect (see ``layoutsync.apply`` for how each is resumed).
 
+Desired inputs (``DesiredInputs``: the hosts and speaker a caller asked for)
+are kept apart from the reconcile state: a caller that was told "accepted"
+finds them again after a crash, whatever the reconciler had done by then
+(``save_desired``, or ``save_inputs`` for a group commit of many sessions
+and the daemon's webhook clientSeq records in one transaction).
+
+No rtcToken is kept at rest: every ``rtcToken`` in a stored body is replaced
+by a keyed fingerprint (``TokenFingerprint``: HMAC-SHA256 under a random key
+kept in the file), enough to tell whether a token changed; the session puts
+the real tokens back from its spec when it loads (``restore_tokens``). The
+file does hold builderTokens: the vendor wants a task's own builderToken on
+every call on that task, and one is useless without the customer secret.
+
 ``SqliteStore`` keeps the rows in one SQLite file (WAL; ``synchronous=FULL``
-by default so a settled call survives a power cut, not only a crash). The
-file holds builderTokens and the input/output rtcTokens of the applied
-bodies, so it is created with mode 0600. ``MemoryStore`` is the same
-contract in a dict, for tests and benchmarks.
+by default so a settled call survives a power cut, not only a crash),
+created with mode 0600. ``MemoryStore`` is the same contract in a dict, for
+tests and benchmarks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import os
+import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
@@ -33,12 +48,17 @@ from .errors import StateError
 
 __all__ = [
     "ClientSeqRow",
+    "DesiredInputs",
     "Inputs",
     "Intent",
     "MemoryStore",
     "SessionState",
     "SqliteStore",
     "StateStore",
+    "TokenFingerprint",
+    "has_fingerprints",
+    "restore_tokens",
+    "scrub_tokens",
 ]
 
 Call = Literal["acquire", "create", "update", "delete"]
@@ -54,6 +74,118 @@ class Inputs(NamedTuple):
     hosts: tuple[int, ...]
     speaker: int | None
     spec: str  #: the spec's fingerprint
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredInputs:
+    """What a caller asked for (hosts in join order, speaker), saved before it is acknowledged.
+
+    ``updated_at`` is wall-clock seconds of the change. Equal hosts and speaker compare
+    ``same``: a change that changes nothing is not written again.
+    """
+
+    hosts: tuple[int, ...] = ()
+    speaker: int | None = None
+    updated_at: float = 0.0
+
+    def same(self, other: DesiredInputs | None) -> bool:
+        return other is not None and (self.hosts, self.speaker) == (other.hosts, other.speaker)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hosts": list(self.hosts), "speaker": self.speaker, "updated_at": self.updated_at}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DesiredInputs:
+        speaker = data.get("speaker")
+        return cls(
+            hosts=tuple(int(uid) for uid in data.get("hosts", ())),
+            speaker=None if speaker is None else int(speaker),
+            updated_at=float(data.get("updated_at", 0.0)),
+        )
+
+
+# --- tokens at rest -----------------------------------------------------------------------------
+
+#: The body keys whose values are secrets a store must not keep (the vendor's spelling).
+TOKEN_KEYS: frozenset[str] = frozenset({"rtcToken"})
+
+_FINGERPRINT_PREFIX = "hmac-sha256:"
+
+
+class TokenFingerprint:
+    """A keyed fingerprint of a token: equal tokens, equal fingerprints; nothing to reverse.
+
+    128 bits of HMAC-SHA256 under ``key``. A store keeps its own random key, so
+    fingerprints of two state files cannot be matched with each other.
+    """
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 16:
+            raise ValueError("a fingerprint key has at least 16 bytes")
+        self._key = key
+
+    def __call__(self, token: str) -> str:
+        digest = hmac.new(self._key, token.encode(), hashlib.sha256).hexdigest()
+        return _FINGERPRINT_PREFIX + digest[:32]
+
+    def __repr__(self) -> str:
+        return "TokenFingerprint(<key>)"
+
+
+def _is_fingerprint(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(_FINGERPRINT_PREFIX)
+
+
+def scrub_tokens(value: Any, fingerprint: Callable[[str], str]) -> Any:
+    """``value`` (a JSON document) with every token under ``TOKEN_KEYS`` fingerprinted."""
+    if isinstance(value, Mapping):
+        return {
+            key: (
+                item
+                if _is_fingerprint(item)
+                else fingerprint(item)
+                if key in TOKEN_KEYS and isinstance(item, str)
+                else scrub_tokens(item, fingerprint)
+            )
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [scrub_tokens(item, fingerprint) for item in value]
+    return value
+
+
+def restore_tokens(value: Any, known: Mapping[str, str]) -> Any:
+    """``value`` with each fingerprint found in ``known`` (fingerprint -> token) put back.
+
+    A fingerprint of a token no longer known stays: the body then differs from
+    one that carries the current token, which is what changed.
+    """
+    if isinstance(value, Mapping):
+        return {
+            key: (
+                known.get(item, item)
+                if key in TOKEN_KEYS and isinstance(item, str)
+                else restore_tokens(item, known)
+            )
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [restore_tokens(item, known) for item in value]
+    return value
+
+
+def has_fingerprints(value: Any) -> bool:
+    """True when a token of ``value`` is still a fingerprint (it cannot be sent as it is)."""
+    if isinstance(value, Mapping):
+        return any(
+            (key in TOKEN_KEYS and _is_fingerprint(item)) or has_fingerprints(item)
+            for key, item in value.items()
+        )
+    if isinstance(value, list):
+        return any(has_fingerprints(item) for item in value)
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +274,20 @@ class SessionState:
 
 @runtime_checkable
 class StateStore(Protocol):
-    """Where sessions persist. ``save`` is atomic: a row is either old or new, never torn."""
+    """Where sessions persist. Every write is atomic (old or new, never torn) and durable
+    when it returns: a caller may acknowledge what it wrote.
+
+    - ``load``/``save``/``delete``/``names``: the reconcile state rows. ``delete``
+      forgets the session's desired inputs too.
+    - ``load_desired``/``save_desired``: one session's ``DesiredInputs``.
+    - ``save_inputs``: a group commit, one transaction for many sessions' desired
+      inputs and webhook clientSeq records (upserted by (channel, uid)).
+    - ``load_client_seqs``/``save_client_seqs``: all clientSeq records (``save``
+      replaces them all; the daemon compacts with it).
+    - ``fingerprint``: the keyed fingerprint a store puts in place of every
+      ``rtcToken`` it keeps (``scrub_tokens``); a store that keeps nothing at rest
+      may keep the tokens and still offer one.
+    """
 
     def load(self, name: str) -> SessionState | None: ...
 
@@ -152,14 +297,34 @@ class StateStore(Protocol):
 
     def names(self) -> tuple[str, ...]: ...
 
+    def load_desired(self, name: str) -> DesiredInputs | None: ...
+
+    def save_desired(self, name: str, desired: DesiredInputs) -> None: ...
+
+    def save_inputs(
+        self, desired: Mapping[str, DesiredInputs], client_seqs: Iterable[ClientSeqRow] = ()
+    ) -> None: ...
+
+    def load_client_seqs(self, *, now: float | None = None) -> list[ClientSeqRow]: ...
+
+    def save_client_seqs(
+        self, rows: Iterable[ClientSeqRow], *, now: float | None = None
+    ) -> None: ...
+
+    def fingerprint(self, token: str) -> str: ...
+
 
 class MemoryStore:
     """A ``StateStore`` in a dict (tests, benchmarks, throw-away sessions)."""
 
     def __init__(self) -> None:
         self._rows: dict[str, SessionState] = {}
-        self._client_seqs: tuple[list[ClientSeqRow], float] = ([], 0.0)
+        self._desired: dict[str, DesiredInputs] = {}
+        #: (channel, uid) -> (clientSeq, seconds since the leave or None, saved at)
+        self._client_seqs: dict[tuple[str, int], tuple[int, float | None, float]] = {}
+        self._fingerprint = TokenFingerprint(secrets.token_bytes(32))
         self.saves = 0  #: how many times ``save`` was called (tests count writes)
+        self.input_writes = 0  #: how many desired-input transactions (tests count group commits)
 
     def load(self, name: str) -> SessionState | None:
         return self._rows.get(name)
@@ -170,22 +335,51 @@ class MemoryStore:
 
     def delete(self, name: str) -> None:
         self._rows.pop(name, None)
+        self._desired.pop(name, None)
 
     def names(self) -> tuple[str, ...]:
         return tuple(sorted(self._rows))
 
+    def load_desired(self, name: str) -> DesiredInputs | None:
+        return self._desired.get(name)
+
+    def save_desired(self, name: str, desired: DesiredInputs) -> None:
+        self.save_inputs({name: desired})
+
+    def save_inputs(
+        self, desired: Mapping[str, DesiredInputs], client_seqs: Iterable[ClientSeqRow] = ()
+    ) -> None:
+        self.input_writes += 1
+        self._desired.update(desired)
+        saved_at = time.time()
+        for channel, uid, seq, left_ago in client_seqs:
+            self._client_seqs.pop((channel, uid), None)  # to the end: the saved order is LRU
+            self._client_seqs[channel, uid] = (seq, left_ago, saved_at)
+
     def save_client_seqs(self, rows: Iterable[ClientSeqRow], *, now: float | None = None) -> None:
-        self._client_seqs = (list(rows), time.time() if now is None else now)
+        saved_at = time.time() if now is None else now
+        self._client_seqs = {
+            (channel, uid): (seq, left_ago, saved_at) for channel, uid, seq, left_ago in rows
+        }
 
     def load_client_seqs(self, *, now: float | None = None) -> list[ClientSeqRow]:
-        rows, saved_at = self._client_seqs
-        return _aged(rows, saved_at, now)
+        return _aged(
+            [
+                (channel, uid, seq, left_ago, saved_at)
+                for (channel, uid), (seq, left_ago, saved_at) in self._client_seqs.items()
+            ],
+            now,
+        )
+
+    def fingerprint(self, token: str) -> str:
+        return self._fingerprint(token)
 
     def close(self) -> None:
         pass
 
 
-_SCHEMA_VERSION = 1
+#: 1: sessions and client_seqs. 2: desired_inputs and meta; rtcTokens fingerprinted.
+_SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -215,6 +409,32 @@ CREATE TABLE IF NOT EXISTS client_seqs (
     PRIMARY KEY (channel, uid)
 )
 """
+
+_DESIRED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS desired_inputs (
+    name       TEXT PRIMARY KEY,
+    desired    TEXT NOT NULL,
+    updated_at REAL NOT NULL
+)
+"""
+
+_META_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+)
+"""
+
+_UPSERT_DESIRED = (
+    "INSERT INTO desired_inputs (name, desired, updated_at) VALUES (?, ?, ?) "
+    "ON CONFLICT(name) DO UPDATE SET desired = excluded.desired, updated_at = excluded.updated_at"
+)
+
+# REPLACE (delete, insert) moves the row to the end: rowid order stays least recently updated
+_UPSERT_CLIENT_SEQ = (
+    "INSERT OR REPLACE INTO client_seqs (channel, uid, client_seq, left_ago, saved_at) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
 
 _COLUMNS = (
     "name",
@@ -268,6 +488,8 @@ class SqliteStore:
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            # what is deleted or rewritten is zeroed, so a replaced token leaves no trace
+            self._db.execute("PRAGMA secure_delete=ON")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > _SCHEMA_VERSION:
                 raise StateError(
@@ -276,10 +498,16 @@ class SqliteStore:
                 )
             with self._transaction():
                 self._db.execute(_SCHEMA)
-                # an added table: a file written by an older layoutsync gains it, and an
-                # older layoutsync still opens this file (it never reads the table)
                 self._db.execute(_CLIENT_SEQ_SCHEMA)
+                self._db.execute(_DESIRED_SCHEMA)
+                self._db.execute(_META_SCHEMA)
+                self._fingerprint = TokenFingerprint(self._fingerprint_key())
+                migrated = self._scrub_rows() if version < 2 else 0
                 self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+            if migrated:
+                # the old pages held the tokens: rebuild the file and empty the WAL
+                self._db.execute("VACUUM")
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:
             raise StateError(f"{self.path}: cannot open the state file: {exc}") from None
 
@@ -293,23 +521,62 @@ class SqliteStore:
         return None if row is None else self._decode(row)
 
     def save(self, state: SessionState) -> None:
-        row = _encode(state)
+        row = _encode(state, self._fingerprint)
         # One statement in autocommit mode is one transaction: atomic, and durable per
         # ``synchronous`` when it returns, without a BEGIN and COMMIT round of its own.
         with self._guard("write session state"):
             self._db.execute(_UPSERT, row)
 
     def delete(self, name: str) -> None:
-        with self._guard("delete session state"):
+        with self._guard("delete session state"), self._transaction():
             self._db.execute("DELETE FROM sessions WHERE name = ?", (name,))
+            self._db.execute("DELETE FROM desired_inputs WHERE name = ?", (name,))
 
     def names(self) -> tuple[str, ...]:
         with self._guard("list session state"):
             rows = self._db.execute("SELECT name FROM sessions ORDER BY name").fetchall()
         return tuple(row[0] for row in rows)
 
+    def load_desired(self, name: str) -> DesiredInputs | None:
+        with self._guard("read desired inputs"):
+            row = self._db.execute(
+                "SELECT desired FROM desired_inputs WHERE name = ?", (name,)
+            ).fetchone()
+        if row is None:
+            return None
+        try:
+            return DesiredInputs.from_json(orjson.loads(row[0]))
+        except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
+            raise StateError(
+                f"{self.path}: the desired inputs of session {name!r} are damaged "
+                f"({type(exc).__name__}); delete it with `layoutsync destroy` or restore a backup"
+            ) from None
+
+    def save_desired(self, name: str, desired: DesiredInputs) -> None:
+        """Save one session's desired inputs (one statement: one durable transaction)."""
+        with self._guard("write desired inputs"):
+            self._db.execute(_UPSERT_DESIRED, _desired_row(name, desired))
+
+    def save_inputs(
+        self, desired: Mapping[str, DesiredInputs], client_seqs: Iterable[ClientSeqRow] = ()
+    ) -> None:
+        """Group commit: desired inputs and clientSeq records in one transaction, one fsync."""
+        saved_at = time.time()
+        seq_rows = [
+            (channel, uid, seq, left_ago, saved_at) for channel, uid, seq, left_ago in client_seqs
+        ]
+        desired_rows = [_desired_row(name, value) for name, value in desired.items()]
+        if not seq_rows and not desired_rows:
+            return
+        with self._guard("write desired inputs"), self._transaction():
+            self._db.executemany(_UPSERT_DESIRED, desired_rows)
+            self._db.executemany(_UPSERT_CLIENT_SEQ, seq_rows)
+
+    def fingerprint(self, token: str) -> str:
+        return self._fingerprint(token)
+
     def save_client_seqs(self, rows: Iterable[ClientSeqRow], *, now: float | None = None) -> None:
-        """Replace the saved webhook ordering records (the daemon saves them as it stops)."""
+        """Replace every saved webhook ordering record (the daemon compacts with this)."""
         saved_at = time.time() if now is None else now
         with self._guard("save the webhook clientSeq records"), self._transaction():
             self._db.execute("DELETE FROM client_seqs")
@@ -326,9 +593,7 @@ class SqliteStore:
                 "SELECT channel, uid, client_seq, left_ago, saved_at FROM client_seqs "
                 "ORDER BY rowid"
             ).fetchall()
-        if not rows:
-            return []
-        return _aged([row[:4] for row in rows], rows[0][4], now)
+        return _aged(rows, now)
 
     def check(self) -> None:
         """Raise ``StateError`` unless the file answers a query (the daemon's readiness probe)."""
@@ -368,6 +633,34 @@ class SqliteStore:
             raise
         self._db.execute("COMMIT")
 
+    def _fingerprint_key(self) -> bytes:
+        """This file's fingerprint key, made on first open (inside the open's transaction)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'fingerprint_key'").fetchone()
+        if row is not None:
+            return bytes(row[0])
+        key = secrets.token_bytes(32)
+        self._db.execute("INSERT INTO meta (key, value) VALUES ('fingerprint_key', ?)", (key,))
+        return key
+
+    def _scrub_rows(self) -> int:
+        """Migration to version 2: fingerprint the rtcTokens older versions stored in clear."""
+        rows = self._db.execute(
+            "SELECT name, applied_body, intent, orphan FROM sessions"
+        ).fetchall()
+        changed = 0
+        for name, applied_body, intent, orphan in rows:
+            scrubbed = tuple(
+                None if value is None else _dumps(scrub_tokens(_loads(value), self._fingerprint))
+                for value in (applied_body, intent, orphan)
+            )
+            if scrubbed != (applied_body, intent, orphan):
+                self._db.execute(
+                    "UPDATE sessions SET applied_body = ?, intent = ?, orphan = ? WHERE name = ?",
+                    (*scrubbed, name),
+                )
+                changed += 1
+        return changed
+
     def _decode(self, row: tuple[Any, ...]) -> SessionState:
         values = dict(zip(_COLUMNS, row, strict=True))
         try:
@@ -399,17 +692,24 @@ class SqliteStore:
             ) from None
 
 
-def _aged(rows: Iterable[ClientSeqRow], saved_at: float, now: float | None) -> list[ClientSeqRow]:
-    """``rows`` as of ``now`` (wall clock): every leave is older by the time since saving."""
-    elapsed = max(0.0, (time.time() if now is None else now) - saved_at)
+def _aged(
+    rows: Iterable[tuple[str, int, int, float | None, float]], now: float | None
+) -> list[ClientSeqRow]:
+    """(channel, uid, seq, left_ago, saved_at) rows as of ``now`` (wall clock): every leave
+    is older by the time since its row was saved."""
+    at = time.time() if now is None else now
     return [
-        (channel, uid, seq, None if left_ago is None else left_ago + elapsed)
-        for channel, uid, seq, left_ago in rows
+        (channel, uid, seq, None if left_ago is None else left_ago + max(0.0, at - saved_at))
+        for channel, uid, seq, left_ago, saved_at in rows
     ]
 
 
+def _desired_row(name: str, desired: DesiredInputs) -> tuple[str, str, float]:
+    return (name, orjson.dumps(desired.to_json()).decode(), desired.updated_at)
+
+
 def _create_private(path: Path) -> None:
-    """Create the state file with mode 0600 (it holds tokens); leave an existing one alone.
+    """Create the state file with mode 0600 (it holds builderTokens); leave an existing one alone.
 
     SQLite gives its -wal and -shm files the mode of the database file.
     """
@@ -422,7 +722,7 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
-def _encode(state: SessionState) -> tuple[Any, ...]:
+def _encode(state: SessionState, fingerprint: Callable[[str], str]) -> tuple[Any, ...]:
     desired = {
         "hosts": list(state.hosts),
         "speaker": state.speaker,
@@ -437,12 +737,12 @@ def _encode(state: SessionState) -> tuple[Any, ...]:
             state.token_acquired_at,
             state.task_id,
             state.sequence_id,
-            _dumps(state.applied_body),
+            _dumps(scrub_tokens(state.applied_body, fingerprint)),
             state.applied_hash,
             _dumps(_inputs_json(state.applied_inputs)),
             orjson.dumps(desired).decode(),
-            _dumps(state.intent.to_json()) if state.intent else None,
-            _dumps(state.orphan.to_json()) if state.orphan else None,
+            _dumps(scrub_tokens(state.intent.to_json(), fingerprint)) if state.intent else None,
+            _dumps(scrub_tokens(state.orphan.to_json(), fingerprint)) if state.orphan else None,
             state.updated_at,
         )
     except TypeError as exc:

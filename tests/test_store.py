@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import stat
@@ -11,7 +12,18 @@ from pathlib import Path
 import pytest
 
 from layoutsync.errors import StateError
-from layoutsync.store import Inputs, Intent, MemoryStore, SessionState, SqliteStore, StateStore
+from layoutsync.store import (
+    DesiredInputs,
+    Inputs,
+    Intent,
+    MemoryStore,
+    SessionState,
+    SqliteStore,
+    StateStore,
+    has_fingerprints,
+    restore_tokens,
+    scrub_tokens,
+)
 
 TOKEN = "builder-SECRET-token"
 BODY = {"services": {"cloudTranscoder": {"config": {"transcoder": {"rtcToken": "rtc-SECRET"}}}}}
@@ -82,9 +94,17 @@ class TestContract:
         assert store.load("nope") is None
 
     def test_round_trip(self, store: StateStore) -> None:
+        """Equal once the fingerprinted rtcTokens are put back (see TestTokensAtRest)."""
         state = full_state()
         store.save(state)
-        assert store.load("demo") == state
+        loaded = store.load("demo")
+        assert loaded is not None
+        known = {store.fingerprint("rtc-SECRET"): "rtc-SECRET"}
+        assert restore_tokens(loaded.applied_body, known) == BODY
+        assert loaded.intent is not None and loaded.orphan is not None
+        assert restore_tokens(loaded.intent.body, known) == BODY
+        assert restore_tokens(loaded.orphan.body, known) == BODY
+        assert replace_bodies(loaded, BODY) == state
 
     def test_minimal_round_trip(self, store: StateStore) -> None:
         state = SessionState(name="bare", instance_id="bare")
@@ -106,6 +126,133 @@ class TestContract:
         store.delete("never-there")
         assert store.names() == ("a", "c")
         assert store.load("b") is None
+
+
+def restored(store: StateStore, name: str) -> SessionState | None:
+    """``store.load(name)`` with the test rtcToken put back, as a session does on load."""
+    loaded = store.load(name)
+    if loaded is None:
+        return None
+    return replace_bodies(
+        loaded, restore_tokens(loaded.applied_body, {store.fingerprint("rtc-SECRET"): "rtc-SECRET"})
+    )
+
+
+def replace_bodies(state: SessionState, body: object) -> SessionState:
+    intent, orphan = state.intent, state.orphan
+    return dataclasses.replace(
+        state,
+        applied_body=body,  # type: ignore[arg-type]
+        intent=dataclasses.replace(intent, body=body) if intent else None,  # type: ignore[arg-type]
+        orphan=dataclasses.replace(orphan, body=body) if orphan else None,  # type: ignore[arg-type]
+    )
+
+
+class TestDesiredInputs:
+    """Desired inputs are kept apart from the reconcile row, and written in group commits."""
+
+    def test_missing_is_none(self, store: StateStore) -> None:
+        assert store.load_desired("nope") is None
+
+    def test_round_trip(self, store: StateStore) -> None:
+        desired = DesiredInputs((3, 1, 2), 1, 12.5)
+        store.save_desired("demo", desired)
+        assert store.load_desired("demo") == desired
+        assert store.names() == ()  # no reconcile row is made by it
+
+    def test_group_commit_upserts_desired_and_client_seqs(self, store: StateStore) -> None:
+        store.save_client_seqs([("room", 7, 1, None)], now=100.0)
+        store.save_inputs(
+            {"a": DesiredInputs((1,)), "b": DesiredInputs((2,), 2)},
+            [("room", 7, 5, 0.0), ("room", 9, 2, None)],
+        )
+        store.save_inputs({"a": DesiredInputs((1, 4))})
+        assert store.load_desired("a") == DesiredInputs((1, 4))
+        assert store.load_desired("b") == DesiredInputs((2,), 2)
+        rows = store.load_client_seqs()
+        assert [row[:3] for row in rows] == [("room", 7, 5), ("room", 9, 2)]
+        assert rows[0][3] is not None and rows[0][3] < 5.0 and rows[1][3] is None
+
+    def test_delete_forgets_desired_too(self, store: StateStore) -> None:
+        store.save(SessionState(name="demo", instance_id="demo"))
+        store.save_desired("demo", DesiredInputs((1,)))
+        store.delete("demo")
+        assert store.load_desired("demo") is None
+
+    def test_a_batch_is_one_transaction(self, tmp_path: Path) -> None:
+        """A failing batch leaves nothing of itself behind (atomic group commit)."""
+        with SqliteStore(tmp_path / "s.db") as store:
+            store.save_desired("a", DesiredInputs((1,)))
+            bad_rows = [("room", 1, 1, None), ("room", 2, "x", object())]  # not bindable
+            with pytest.raises((StateError, sqlite3.Error, TypeError)):
+                store.save_inputs({"a": DesiredInputs((9,))}, bad_rows)  # type: ignore[list-item]
+            assert store.load_desired("a") == DesiredInputs((1,))
+            assert store.load_client_seqs() == []
+
+
+class TestTokensAtRest:
+    """No rtcToken reaches the file: fingerprints in their place, old files migrated on open."""
+
+    def test_file_holds_fingerprints_not_tokens(self, tmp_path: Path) -> None:
+        path = tmp_path / "s.db"
+        with SqliteStore(path) as store:
+            store.save(full_state())
+            fingerprint = store.fingerprint("rtc-SECRET")
+        data = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+        assert b"rtc-SECRET" not in data
+        assert fingerprint.encode() in data
+
+    def test_fingerprints_are_keyed_per_file(self, tmp_path: Path) -> None:
+        with SqliteStore(tmp_path / "a.db") as a, SqliteStore(tmp_path / "b.db") as b:
+            assert a.fingerprint("t") != b.fingerprint("t")
+            assert a.fingerprint("t") == a.fingerprint("t") != a.fingerprint("u")
+        with SqliteStore(tmp_path / "a.db") as again, SqliteStore(tmp_path / "a.db") as same:
+            assert again.fingerprint("t") == same.fingerprint("t")
+
+    def test_scrub_and_restore(self) -> None:
+        def fingerprint(token: str) -> str:
+            return "hmac-sha256:" + token[::-1]
+
+        body = {"a": [{"rtcToken": "x", "rtcUid": 1}], "rtcToken": "y", "token": "kept"}
+        scrubbed = scrub_tokens(body, fingerprint)
+        assert scrubbed == {
+            "a": [{"rtcToken": "hmac-sha256:x", "rtcUid": 1}],
+            "rtcToken": "hmac-sha256:y",
+            "token": "kept",
+        }
+        assert scrub_tokens(scrubbed, fingerprint) == scrubbed  # idempotent
+        assert has_fingerprints(scrubbed) and not has_fingerprints(body)
+        partly = restore_tokens(scrubbed, {"hmac-sha256:x": "x"})
+        assert partly["a"][0]["rtcToken"] == "x" and partly["rtcToken"] == "hmac-sha256:y"
+
+    def test_version_1_file_is_migrated_on_open(self, tmp_path: Path) -> None:
+        """A file written in clear by layoutsync <= 0.x loses its tokens on the first open."""
+        path = tmp_path / "old.db"
+        with SqliteStore(path) as store:
+            store.save(full_state())
+        clear = orjson_dumps(BODY)
+        intent = orjson_dumps(full_state().intent.to_json())  # type: ignore[union-attr]
+        with sqlite3.connect(path) as db:
+            db.execute(
+                "UPDATE sessions SET applied_body = ?, intent = ?, orphan = ?",
+                (clear, intent, intent),
+            )
+            db.execute("DROP TABLE desired_inputs")
+            db.execute("PRAGMA user_version = 1")
+        assert b"rtc-SECRET" in b"".join(p.read_bytes() for p in tmp_path.iterdir())
+        with SqliteStore(path) as store:
+            loaded = store.load("demo")
+            assert loaded is not None and has_fingerprints(loaded.applied_body)
+            assert store.load_desired("demo") is None  # an old file: the row's hosts count
+        assert b"rtc-SECRET" not in b"".join(p.read_bytes() for p in tmp_path.iterdir())
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def orjson_dumps(value: object) -> str:
+    import orjson
+
+    return orjson.dumps(value).decode()
 
 
 class TestClientSeqRecords:
@@ -145,7 +292,7 @@ class TestClientSeqRecords:
             assert reopened.load_client_seqs() == []
             reopened.save_client_seqs(self.ROWS, now=0.0)
             assert reopened.load_client_seqs(now=0.0) == self.ROWS
-            assert reopened.load("demo") == full_state()
+            assert restored(reopened, "demo") == full_state()
 
     def test_a_closed_file_is_a_state_error(self, tmp_path: Path) -> None:
         store = SqliteStore(tmp_path / "state.db")
@@ -160,7 +307,7 @@ class TestSqlite:
         with SqliteStore(path) as first:
             first.save(full_state())
         with SqliteStore(path) as second:
-            assert second.load("demo") == full_state()
+            assert restored(second, "demo") == full_state()
 
     def test_wal_mode(self, tmp_path: Path) -> None:
         path = tmp_path / "state.db"
@@ -242,5 +389,5 @@ class TestSqlite:
         path = tmp_path / "state.db"
         with SqliteStore(path) as one, SqliteStore(path) as two:
             one.save(full_state())
-            assert two.load("demo") == full_state()
+            assert restored(two, "demo") == full_state()
             assert two.check() is None
