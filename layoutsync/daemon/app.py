@@ -279,6 +279,18 @@ def create_app(
         name = session_name(request)
         return _json(_session_json(daemon, name, detailed=True))
 
+    async def durable() -> None:
+        """Acknowledge nothing the store does not hold (group commit; 503 when it cannot)."""
+        try:
+            await daemon.commit_inputs()
+        except LayoutsyncError as exc:
+            _log().error("desired inputs not saved; not acknowledged", error=str(exc))
+            raise ApiProblem(
+                503,
+                f"the change is not saved, so it is not acknowledged ({exc}); send it again",
+                {"Retry-After": "1"},
+            ) from None
+
     def accepted(name: str, **fields: Any) -> Response:
         return _json({"session": name, "accepted": True, **fields}, 202)
 
@@ -287,12 +299,14 @@ def create_app(
         uid = _uid(request.path_params["uid"], "uid", text=True)
         _not_own_output(daemon, name, uid)
         daemon.host_joined(name, uid)
+        await durable()
         return accepted(name, uid=uid, change="join")
 
     async def delete_host(request: Request) -> Response:
         name = session_name(request)
         uid = _uid(request.path_params["uid"], "uid", text=True)
         daemon.host_left(name, uid)
+        await durable()
         return accepted(name, uid=uid, change="leave")
 
     async def put_hosts(request: Request) -> Response:
@@ -310,6 +324,7 @@ def create_app(
             _not_own_output(daemon, name, uid, f"hosts[{index}]")
         _no_other_keys(document, {"hosts"})
         daemon.set_hosts(name, uids)
+        await durable()
         return accepted(name, hosts=uids)
 
     async def put_speaker(request: Request) -> Response:
@@ -321,6 +336,7 @@ def create_app(
         raw = document["uid"]
         uid = None if raw is None else _uid(raw, "uid")
         daemon.set_speaker(name, uid)
+        await durable()
         return accepted(name, speaker=uid)
 
     async def reconcile(request: Request) -> Response:
@@ -351,6 +367,7 @@ def create_app(
         except WebhookError as exc:
             raise ApiProblem(400, str(exc)) from None
         outcome = daemon.handle_notification(notification)
+        await durable()  # also for an ignored one: an earlier batch may still be on its way
         _log().debug(
             "webhook",
             eventType=notification.event_type,

@@ -18,6 +18,13 @@ the task still exist?) followed by a reconcile, spread over the period with
 jitter, and never using more than ``resync_share`` of the outgoing rate
 budget, so ten thousand sessions do not starve event-driven work.
 
+Nothing acknowledged is lost: each change is recorded in the ``InputJournal``
+and the HTTP layer awaits ``commit_inputs()`` (a group commit of every
+change recorded meanwhile) before it answers 202/200. On start, every
+session takes its desired inputs back from the store, the webhook clientSeq
+records are restored, and every session is reconciled once, so what a crash
+or a drain left undone is done.
+
 Nothing here speaks HTTP: ``layoutsync.daemon.app`` maps routes onto
 ``Daemon`` methods, and tests can drive a ``Daemon`` directly.
 """
@@ -44,6 +51,7 @@ from ..store import StateStore
 from ..validate import MAX_UID
 from .config import ConfigChanges, ConfigError, LoadedSpec, SpecCatalog, watch_specs
 from .heap import HeapPolicy
+from .journal import InputJournal
 from .metrics import DaemonMetrics
 from .queue import BackoffLimiter, QueueShutDown, WorkQueue
 from .ratelimit import DEFAULT_BURST, DEFAULT_QPS, RateLimitedTransport, TokenBucket
@@ -193,7 +201,8 @@ def build_client(
 def _default_session_factory(
     spec: LayoutSpec, *, client: Any, store: StateStore, name: str
 ) -> AsyncSession:
-    return AsyncSession(spec, client=client, store=store, name=name)
+    # the daemon writes desired inputs itself, many sessions to one transaction
+    return AsyncSession(spec, client=client, store=store, name=name, durable_inputs=False)
 
 
 class Daemon:
@@ -224,6 +233,7 @@ class Daemon:
             base=settings.backoff_base, cap=settings.backoff_cap, rng=self._rng
         )
         self.seqs = ClientSeqTracker(retention=settings.seq_retention)
+        self.journal = InputJournal(store)
         self._sessions: dict[str, ManagedSession] = {}
         self._retiring: dict[str, ManagedSession] = {}
         self._by_channel: dict[str, tuple[ManagedSession, ...]] = {}
@@ -347,7 +357,16 @@ class Daemon:
     def _changed(self, managed: ManagedSession, source: str, kind: str) -> None:
         if source == "api":
             self.metrics.events.labels(source, kind).inc()
+        self.journal.record(managed.name, managed.session.desired)
         self.queue.add(managed.name)
+
+    async def commit_inputs(self) -> None:
+        """Wait until every change made so far is in the store (then it may be acknowledged).
+
+        Raises ``StateError`` when the store cannot take it; the change stays in memory and
+        pending, and is written with the next commit.
+        """
+        await self.journal.commit()
 
     def handle_notification(self, notification: Notification) -> WebhookOutcome:
         """Apply one verified NCS notification to every session of its channel."""
@@ -360,6 +379,9 @@ class Daemon:
             return self._ignored(notification, "no session for this channel")
         if not self.seqs.accept(event, self._clock()):
             return self._ignored(notification, "clientSeq not above the last seen")
+        self.journal.record_seq(
+            (event.channel, event.uid, event.client_seq, None if event.joined else 0.0)
+        )
         applied = []
         for managed in targets:
             if managed.is_own_output(event.channel, event.uid):
@@ -368,6 +390,7 @@ class Daemon:
                 managed.session.host_joined(event.uid)
             else:
                 managed.session.host_left(event.uid)
+            self.journal.record(managed.name, managed.session.desired)
             self.queue.add(managed.name)
             applied.append(managed.name)
         if not applied:
@@ -599,6 +622,7 @@ class Daemon:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self._commit_quietly()
         queued = len(self.queue)
         self.queue.shutdown(drain=True)
         if self._workers:
@@ -611,9 +635,18 @@ class Daemon:
                     "drain timed out; the state store keeps the pending intents",
                     cancelled=len(pending),
                 )
+        await self._commit_quietly()
         self._save_client_seqs()
+        self.journal.close()
         self.heap.uninstall()
         self._log.info("daemon stopped", drained=queued)
+
+    async def _commit_quietly(self) -> None:
+        """Write what is recorded and not yet committed (changes made without a request)."""
+        try:
+            await self.journal.commit()
+        except LayoutsyncError as exc:
+            self._log.warning("desired inputs not saved", error=str(exc), pending=len(self.journal))
 
     async def aclose(self) -> None:
         """Stop, then close the client and the store."""
@@ -626,35 +659,40 @@ class Daemon:
                 close()
 
     def _restore_client_seqs(self) -> None:
-        """Take back the webhook ordering records the last clean stop saved.
+        """Take back the webhook ordering records, as the last process acknowledged them.
 
         Without them, a join that Agora delivers late, after the leave that
         followed it and after a restart, would bring back a host who is gone.
-        After a crash there is nothing to take back: the records start empty.
+        Each accepted event's record is written before its 200, so this holds
+        after a SIGKILL too. The table is then compacted to what was restored
+        (records of users gone longer than the retention are dropped).
         """
         self._seqs_restored = True
-        load = getattr(self.store, "load_client_seqs", None)  # SqliteStore, MemoryStore
-        if load is None:
-            return
         try:
-            restored = self.seqs.restore(load(), self._clock())
+            restored = self.seqs.restore(self.store.load_client_seqs(), self._clock())
         except StateError as exc:
             self._log.warning("webhook clientSeq records not restored", error=str(exc))
             return
+        self._save_client_seqs(quiet=True)
         if restored:
             self._log.info("webhook clientSeq records restored", records=restored)
 
-    def _save_client_seqs(self) -> None:
-        save = getattr(self.store, "save_client_seqs", None)
-        if save is None or not self._seqs_restored:
+    def _save_client_seqs(self, *, quiet: bool = False) -> None:
+        """Replace the saved records by the live ones (a compaction: pruned leaves go).
+
+        Called with nothing pending in the journal (on start, on stop), so no
+        acknowledged record is older on disk than in memory afterwards.
+        """
+        if not self._seqs_restored:
             return
         rows = self.seqs.export(self._clock())
         try:
-            save(rows)
+            self.store.save_client_seqs(rows)
         except StateError as exc:
             self._log.warning("webhook clientSeq records not saved", error=str(exc))
             return
-        self._log.info("webhook clientSeq records saved", records=len(rows))
+        if not quiet:
+            self._log.info("webhook clientSeq records saved", records=len(rows))
 
     def resync_period(self) -> float:
         """The configured period, stretched so resync Queries stay within their rate share."""

@@ -1,0 +1,133 @@
+"""Group commit of desired inputs: nothing the daemon acknowledges is lost to a crash.
+
+An API call or a webhook changes a session's desired state in memory, then
+``record``s it here and ``await``s ``commit()`` before the 202/200 goes out.
+One writer, in a thread of its own, flushes what was recorded in one
+``StateStore.save_inputs`` transaction (one fsync); whatever is recorded
+while it writes goes into the next batch. So N events that arrive together
+share one transaction, the event loop keeps serving while the disk works,
+and each request waits for at most two flushes.
+
+Per session only the latest desired inputs are kept (a later record
+overwrites an earlier one not yet written), as are the latest clientSeq
+record per (channel, uid): a batch carries the newest state, never a stale
+one, and batches are written in order.
+
+A batch that fails (``StateError``: disk full, file gone) fails every
+request waiting (the HTTP layer answers 503, so NCS and API callers
+send again) and goes back into the pending set, unless something newer
+replaced it meanwhile; the next ``commit()`` writes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ..store import ClientSeqRow, DesiredInputs, StateStore
+
+__all__ = ["InputJournal", "JournalStats"]
+
+
+@dataclass(slots=True)
+class JournalStats:
+    """What the writer did (exported as metrics; the bench reports the write cost)."""
+
+    batches: int = 0
+    records: int = 0  #: desired inputs and clientSeq records written
+    failures: int = 0
+    seconds: float = 0.0  #: total time inside ``save_inputs``
+    largest: int = 0
+
+    def seconds_per_batch(self) -> float:
+        return self.seconds / self.batches if self.batches else 0.0
+
+
+class InputJournal:
+    """The daemon's one writer of desired inputs and clientSeq records (group commit)."""
+
+    def __init__(self, store: StateStore, *, clock: Callable[[], float] = time.perf_counter):
+        self._store = store
+        self._clock = clock
+        self._desired: dict[str, DesiredInputs] = {}
+        self._seqs: dict[tuple[str, int], ClientSeqRow] = {}
+        self._recorded = 0  #: generation of the last record
+        self._durable = 0  #: every record up to this generation is on disk
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self.stats = JournalStats()
+
+    def __len__(self) -> int:
+        """Records waiting for a flush."""
+        return len(self._desired) + len(self._seqs)
+
+    def record(self, name: str, desired: DesiredInputs) -> None:
+        self._desired[name] = desired
+        self._recorded += 1
+
+    def record_seq(self, row: ClientSeqRow) -> None:
+        self._seqs[row[0], row[1]] = row
+        self._recorded += 1
+
+    async def commit(self) -> None:
+        """Return once everything recorded so far is on disk; raise the store's error if not."""
+        target = self._recorded
+        if self._durable >= target and not self:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name="layoutsync-journal")
+        await future
+
+    async def _write(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="layoutsync-journal")
+        while self._waiters:
+            desired, seqs, generation = self._desired, self._seqs, self._recorded
+            self._desired, self._seqs = {}, {}
+            error: BaseException | None = None
+            started = self._clock()
+            try:
+                await loop.run_in_executor(
+                    self._executor, self._store.save_inputs, desired, list(seqs.values())
+                )
+            except Exception as exc:  # handed to every waiter of this batch
+                error = exc
+                self.stats.failures += 1
+                # back into the pending set, under anything newer recorded meanwhile
+                self._desired = {**desired, **self._desired}
+                self._seqs = {**seqs, **self._seqs}
+            else:
+                count = len(desired) + len(seqs)
+                self.stats.batches += 1
+                self.stats.records += count
+                self.stats.largest = max(self.stats.largest, count)
+                self._durable = max(self._durable, generation)
+            self.stats.seconds += self._clock() - started
+            # after a failure every waiter hears of it (later records are pending again too)
+            self._wake(self._recorded if error is not None else generation, error)
+            if error is not None:
+                return  # the next commit() tries again: no busy loop against a broken disk
+
+    def _wake(self, generation: int, error: BaseException | None) -> None:
+        still = []
+        for target, future in self._waiters:
+            if target > generation:
+                still.append((target, future))
+            elif not future.done():
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
+        self._waiters = still
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
