@@ -149,6 +149,7 @@ def make_daemon(
     *,
     debounce: float = 0.01,
     backoff_base: float = 0.01,
+    drain_timeout: float = 5.0,
 ) -> Daemon:
     settings = DaemonSettings(
         config=config_dir,
@@ -160,7 +161,7 @@ def make_daemon(
         watch=False,
         backoff_base=backoff_base,
         backoff_cap=0.05,
-        drain_timeout=5.0,
+        drain_timeout=drain_timeout,
     )
     metrics = DaemonMetrics(process=False)
     client = build_client(
