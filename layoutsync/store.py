@@ -324,6 +324,7 @@ class MemoryStore:
         self._client_seqs: dict[tuple[str, int], tuple[int, float | None, float]] = {}
         self._fingerprint = TokenFingerprint(secrets.token_bytes(32))
         self.saves = 0  #: how many times ``save`` was called (tests count writes)
+        self.commit_blocks = False  #: a write never waits (see ``InputJournal``)
         self.input_writes = 0  #: how many desired-input transactions (tests count group commits)
 
     def load(self, name: str) -> SessionState | None:
@@ -479,6 +480,8 @@ class SqliteStore:
         if synchronous.upper() not in _SYNCHRONOUS:
             raise ValueError(f"synchronous={synchronous!r} is not one of {', '.join(_SYNCHRONOUS)}")
         self.path = str(path)
+        #: a commit waits for an fsync (FULL, EXTRA): the daemon's journal writes in a thread
+        self.commit_blocks = synchronous.upper() in ("FULL", "EXTRA")
         self._lock = threading.Lock()
         try:
             if self.path != ":memory:":

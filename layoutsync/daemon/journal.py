@@ -2,11 +2,15 @@
 
 An API call or a webhook changes a session's desired state in memory, then
 ``record``s it here and ``await``s ``commit()`` before the 202/200 goes out.
-One writer, in a thread of its own, flushes what was recorded in one
-``StateStore.save_inputs`` transaction (one fsync); whatever is recorded
-while it writes goes into the next batch. So N events that arrive together
-share one transaction, the event loop keeps serving while the disk works,
-and each request waits for at most two flushes.
+One writer flushes what was recorded in one ``StateStore.save_inputs``
+transaction; whatever is recorded while it writes goes into the next batch.
+So N events that arrive together share one transaction, and each request
+waits for at most two flushes. Where a commit waits for the disk (SQLite
+``synchronous=FULL``: an fsync) or a network (the store's ``commit_blocks``
+is true, the default), the writer runs in a thread of its own and the loop
+keeps serving meanwhile; where it does not (``synchronous=NORMAL``, tens of
+microseconds), it writes on the loop: a thread would cost more in handing
+over the GIL (up to its 5 ms switch interval on a busy core) than the write.
 
 Per session only the latest desired inputs are kept (a later record
 overwrites an earlier one not yet written), as are the latest clientSeq
@@ -52,6 +56,7 @@ class InputJournal:
     def __init__(self, store: StateStore, *, clock: Callable[[], float] = time.perf_counter):
         self._store = store
         self._clock = clock
+        self._threaded = bool(getattr(store, "commit_blocks", True))
         self._desired: dict[str, DesiredInputs] = {}
         self._seqs: dict[tuple[str, int], ClientSeqRow] = {}
         self._recorded = 0  #: generation of the last record
@@ -86,17 +91,22 @@ class InputJournal:
 
     async def _write(self) -> None:
         loop = asyncio.get_running_loop()
-        if self._executor is None:
+        if self._executor is None and self._threaded:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="layoutsync-journal")
         while self._waiters:
+            if not self._threaded:
+                await asyncio.sleep(0)  # let the events of this loop tick join the batch
             desired, seqs, generation = self._desired, self._seqs, self._recorded
             self._desired, self._seqs = {}, {}
             error: BaseException | None = None
             started = self._clock()
             try:
-                await loop.run_in_executor(
-                    self._executor, self._store.save_inputs, desired, list(seqs.values())
-                )
+                if self._threaded:
+                    await loop.run_in_executor(
+                        self._executor, self._store.save_inputs, desired, list(seqs.values())
+                    )
+                else:
+                    self._store.save_inputs(desired, list(seqs.values()))
             except Exception as exc:  # handed to every waiter of this batch
                 error = exc
                 self.stats.failures += 1
