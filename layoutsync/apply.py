@@ -806,10 +806,9 @@ class _SessionCore:
         if intent.call == "acquire":
             yield from self._save(intent=None)
         elif intent.call == "create":
-            if self._token_fresh() and has_fingerprints(intent.body):
-                yield from self._recompile_intent(intent)
-            if self._token_fresh():
-                yield from self._send_create(calls)
+            body = self._sendable(intent) if self._token_fresh() else None
+            if body is not None:
+                yield from self._send_create(calls, body)
             else:
                 orphan = dataclasses.replace(
                     intent, token=state.builder_token, token_acquired_at=state.token_acquired_at
@@ -822,22 +821,17 @@ class _SessionCore:
         else:
             yield from self._save(intent=None)
 
-    def _recompile_intent(self, intent: Intent) -> Steps[None]:
-        """A Create to resume whose body lacks a token (changed since): compile it again from
-        its inputs, so the tokens are those the spec resolves now."""
+    def _sendable(self, intent: Intent) -> Mapping[str, Any] | None:
+        """The body to re-send a lost Create with: its own, or, when a token of it is a
+        fingerprint (the token changed since), one compiled again from its inputs with the
+        tokens the spec resolves now. None: nothing to send (no visible host any more)."""
+        if not has_fingerprints(intent.body):
+            return intent.body
         inputs = intent.inputs
-        compiled = (
-            compile_layout(self._spec, inputs.hosts, inputs.speaker, _slots_of(intent.slots))
-            if inputs is not None
-            else None
-        )
-        if compiled is None or compiled.body is None:
-            # nothing to send with this token: let it age into an orphan, as a stale one
-            yield from self._save(token_acquired_at=self._clock() - TOKEN_MAX_AGE)
-            return
-        yield from self._save(
-            intent=dataclasses.replace(intent, body=compiled.body, body_hash=compiled.body_hash)
-        )
+        if inputs is None:
+            return None
+        compiled = compile_layout(self._spec, inputs.hosts, inputs.speaker, _slots_of(intent.slots))
+        return compiled.body
 
     # --- the calls -----------------------------------------------------------------------------
 
@@ -868,14 +862,23 @@ class _SessionCore:
         )
         return (yield from self._send_create(calls))
 
-    def _send_create(self, calls: list[str]) -> Steps[str | None]:
-        """Send (or re-send) the saved Create intent with the saved token, and settle it."""
+    def _send_create(
+        self, calls: list[str], body: Mapping[str, Any] | None = None
+    ) -> Steps[str | None]:
+        """Send (or re-send) the saved Create intent with the saved token, and settle it.
+
+        ``body`` (a resumed Create compiled again, see ``_sendable``) is sent in place of
+        the intent's; the intent's own body is still what is recorded as applied, so a
+        fingerprinted token reads as changed and the next plan updates it, whichever of
+        the two Creates made the task.
+        """
         state = self._state
         intent = state.intent
         assert intent is not None and intent.body is not None
+        body = intent.body if body is None else body
         calls.append("create")
         try:
-            result = yield Send("create", (state.builder_token, intent.body))
+            result = yield Send("create", (state.builder_token, body))
             for delay in POLL_DELAYS:
                 if not isinstance(result, Accepted) or result.task_id is not None:
                     break
@@ -883,7 +886,7 @@ class _SessionCore:
                 # token, which can only make or return that one task.
                 yield Sleep(delay)
                 calls.append("create")
-                result = yield Send("create", (state.builder_token, intent.body))
+                result = yield Send("create", (state.builder_token, body))
         except LayoutsyncError as error:
             verdict = _verdict(error)
             if verdict == "conflict":
