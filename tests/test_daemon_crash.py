@@ -213,7 +213,7 @@ def tokens(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-KILLS = 8
+KILLS = 6
 SESSIONS = 4
 
 
@@ -227,6 +227,7 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_change(world: World, to
     trace = Trace(rng, names)
     unacked: list[Event] = []  # sent, no answer: sent again after the restart
     moments: list[str] = []
+    tally: Counter[str] = Counter()
     for round_ in range(KILLS + 1):
         daemon = world.start_daemon()
         with httpx.Client(base_url=daemon.url, headers=AUTH, timeout=10) as api:
@@ -243,7 +244,7 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_change(world: World, to
             # kill during the burst (requests in flight) or up to 0.9 s after it
             # (inside and outside the 0.5 s debounce window of its last event)
             killer = threading.Timer(rng.uniform(0.0, 0.9 + 0.02 * len(burst)), kill, (daemon,))
-            started = time.monotonic()
+            started = last_ack = time.monotonic()
             killer.start()
             try:
                 for event in burst:
@@ -255,9 +256,19 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_change(world: World, to
                     if response.status_code not in (200, 202):
                         raise AssertionError((seed, event, response.status_code, response.text))
                     trace.apply(event)
+                    last_ack = time.monotonic()
+                    tally["acknowledged"] += 1
             finally:
                 killer.join()
-            moments.append(f"{time.monotonic() - started:.2f}")
+            killed_at = time.monotonic()
+            moments.append(f"{killed_at - started:.2f}")
+            tally[
+                "in flight"
+                if unacked
+                else "within debounce"
+                if killed_at - last_ack < 0.5
+                else "after debounce"
+            ] += 1
     try:
         for name in names:
             status = settled(daemon, name)
@@ -293,6 +304,7 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_change(world: World, to
         assert live_config(world, name) == expected, (seed, name)
     data = b"".join(path.read_bytes() for path in world.tmp.glob("state.db*"))
     assert IN_TOKEN.encode() not in data and OUT_TOKEN.encode() not in data
+    print(f"crash suite: seed={seed} kills={KILLS} sessions={SESSIONS} {dict(tally)}")
 
 
 def stale_webhooks_are_ignored(api: httpx.Client, trace: Trace, rng: random.Random) -> None:
