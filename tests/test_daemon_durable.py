@@ -151,3 +151,12 @@ class TestRestart:
             [task] = [t for t in tasks if t["instanceId"] == "lobby-1"]
             uids = [i["rtc"]["rtcUid"] for i in task["config"]["transcoder"]["videoInputs"]]
             assert uids == [61, 62]
+
+
+class TestCompaction:
+    async def test_compact_keeps_only_the_live_records(self, harness: Harness) -> None:
+        assert (await harness.webhook(103, 91, 3)).status_code == 200
+        assert (await harness.webhook(104, 92, 4)).status_code == 200
+        await harness.daemon.journal.compact([("room", 91, 3, None)])
+        with SqliteStore(harness.state) as store:
+            assert [row[:3] for row in store.load_client_seqs()] == [("room", 91, 3)]

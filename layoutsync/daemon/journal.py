@@ -125,6 +125,19 @@ class InputJournal:
             if error is not None:
                 return  # the next commit() tries again: no busy loop against a broken disk
 
+    async def compact(self, rows: list[ClientSeqRow]) -> None:
+        """Replace the saved clientSeq records by ``rows`` (the live ones), off the loop
+        where a commit blocks. Any order against the batches is right: ``rows`` holds
+        every record made so far, and a batch only upserts newer ones."""
+        if not self._threaded:
+            self._store.save_client_seqs(rows)
+            return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="layoutsync-journal")
+        await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._store.save_client_seqs, rows
+        )
+
     def _wake(self, generation: int, error: BaseException | None) -> None:
         still = []
         for target, future in self._waiters:

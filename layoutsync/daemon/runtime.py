@@ -714,6 +714,11 @@ class Daemon:
             if await self._stopped_within(period * self._rng.uniform(0.9, 1.1)):
                 return
             self.schedule_resync(period)
+            # the saved clientSeq records of users long gone go too (memory already pruned)
+            try:
+                await self.journal.compact(self.seqs.export(self._clock()))
+            except StateError as exc:
+                self._log.warning("webhook clientSeq records not compacted", error=str(exc))
 
     async def _compact_loop(self) -> None:
         """The one full collection per ``full_gc_interval`` (see ``layoutsync.daemon.heap``)."""
