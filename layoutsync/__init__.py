@@ -38,7 +38,7 @@ from .errors import (
 )
 from .plan import HostChange, Plan
 from .spec import LayoutSpec, SpecFileError, load_spec
-from .store import MemoryStore, SessionState, SqliteStore, StateStore
+from .store import DesiredInputs, MemoryStore, SessionState, SqliteStore, StateStore
 from .validate import check_request, validate_request
 
 __version__ = "0.1.0"
@@ -52,6 +52,7 @@ __all__ = [
     "BuilderToken",
     "Client",
     "Compiled",
+    "DesiredInputs",
     "FieldError",
     "Forbidden",
     "HostChange",
