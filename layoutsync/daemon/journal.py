@@ -90,12 +90,12 @@ class InputJournal:
         await future
 
     async def _write(self) -> None:
+        # A task of its own: the handlers already scheduled in this loop tick record
+        # before it runs, so their events join its first batch.
         loop = asyncio.get_running_loop()
         if self._executor is None and self._threaded:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="layoutsync-journal")
         while self._waiters:
-            if not self._threaded:
-                await asyncio.sleep(0)  # let the events of this loop tick join the batch
             desired, seqs, generation = self._desired, self._seqs, self._recorded
             self._desired, self._seqs = {}, {}
             error: BaseException | None = None
