@@ -6,12 +6,13 @@ after the first was killed (nothing of the first runs again).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _sessionkit import GRID, IN_TOKEN, OUT_TOKEN, Clock, Emulated, make_spec, no_wait
+from test_session import clock as clock  # the fixtures
+from test_session import emulated as emulated
 
 from layoutsync.apply import TOKEN_MAX_AGE, Session
 from layoutsync.errors import ServerError, StateError
@@ -22,18 +23,6 @@ ENV_TOKENS = {
     "input": {"channel": GRID["input"]["channel"], "token": "env:LS_TEST_IN_TOKEN"},
     "output": {**GRID["output"], "token": "env:LS_TEST_OUT_TOKEN"},
 }
-
-
-@pytest.fixture
-def emulated() -> Iterator[Emulated]:
-    emulated = Emulated()
-    yield emulated
-    emulated.close()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture
