@@ -508,9 +508,12 @@ class SqliteStore:
                 migrated = self._scrub_rows() if version < 2 else 0
                 self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
             if migrated:
-                # the old pages held the tokens: rebuild the file and empty the WAL
-                self._db.execute("VACUUM")
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                # the old pages held the tokens: rebuild the file and empty the WAL. Best
+                # effort: another connection's read blocks it, and secure_delete has
+                # already zeroed the freed cells; the WAL's old frames go at its next reset.
+                with contextlib.suppress(sqlite3.OperationalError):
+                    self._db.execute("VACUUM")
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:
             raise StateError(f"{self.path}: cannot open the state file: {exc}") from None
 
