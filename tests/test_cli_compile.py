@@ -137,3 +137,32 @@ def test_the_console_script_compiles_an_example() -> None:
     assert result.returncode == 0, result.stderr
     assert len(transcoder(json.loads(result.stdout))["videoInputs"]) == 2
     assert "demo-input-token" not in result.stdout
+
+
+class TestOddPixels:
+    """An odd size or watermark pixel is refused by name, never sent as written."""
+
+    def test_an_odd_output_size_and_watermark_exit_1_naming_each_field(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        doc = json.loads((EXAMPLES / "grid.json").read_text())
+        doc["output"]["video"].update(width=1281, height=721)
+        doc.pop("canvas", None)
+        doc["watermarks"] = [
+            {"imageUrl": "https://cdn.example.com/l.png", "x": 1, "y": 3}
+            | {"width": 121, "height": 125}
+        ]
+        spec = tmp_path / "odd.json"
+        spec.write_text(json.dumps(doc))
+        code, out, err = run(capsys, str(spec), "--hosts", "101")
+        assert (code, out) == (1, "")
+        for where, value in [
+            ("/output/video/width", 1281),
+            ("/output/video/height", 721),
+            ("/watermarks/0/x", 1),
+            ("/watermarks/0/y", 3),
+            ("/watermarks/0/width", 121),
+            ("/watermarks/0/height", 125),
+        ]:
+            assert f"{where}: {value} is odd" in err
+        assert "Traceback" not in err
