@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
+import anyio
 import httpx
 import orjson
 import pytest
@@ -415,14 +416,16 @@ async def patch(
 
 
 class TestUpdate:
-    async def test_applied_update_answers_empty_json(
+    async def test_applied_update_answers_an_empty_body(
         self, client: httpx.AsyncClient, harness: Harness
     ) -> None:
         token, task_id = await start_task(client)
         changed = av_transcoder((101, 102, 103))
         response = await patch(client, token, task_id, 0, changed)
         assert response.status_code == 200
-        assert response.json() == {}
+        assert response.content == b""  # the vendor page: 包体为空
+        assert response.headers["content-length"] == "0"
+        assert "content-type" not in response.headers
         (task,) = harness.emulator.tasks()
         assert task["sequenceId"] == 0 and task["updateCount"] == 1
         assert harness.emulator.live_config(task_id) == changed
@@ -464,7 +467,7 @@ class TestUpdate:
         for stale in (5, 4, 0):
             response = await patch(client, token, task_id, stale, av_transcoder((101,)))
             assert response.status_code == 200
-            assert response.json() == {}
+            assert response.content == b""
         (task,) = harness.emulator.tasks()
         assert task["sequenceId"] == 5
         assert task["staleUpdates"] == 3
@@ -777,6 +780,97 @@ class TestFaults:
         await acquire(client)
         assert harness.slept == [42]
 
+    async def test_disconnect_sends_no_byte_and_applies_nothing(
+        self, client: httpx.AsyncClient, harness: Harness
+    ) -> None:
+        token, task_id = await start_task(client)
+        harness.emulator.add_fault("delete", "disconnect")
+        with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+            await client.delete(f"{BASE}/tasks/{task_id}", params={"builderToken": token})
+        assert harness.emulator.task(task_id) is not None
+        (entry,) = harness.emulator.requests("delete")
+        assert (entry["status"], entry["note"], entry["fault"]) == (
+            None,
+            "disconnected",
+            "disconnect",
+        )
+
+    async def test_commit_disconnect_applies_then_sends_no_byte(
+        self, client: httpx.AsyncClient, harness: Harness
+    ) -> None:
+        token, task_id = await start_task(client)
+        harness.emulator.add_fault("update", "commit-disconnect")
+        changed = av_transcoder((101, 102, 103))
+        with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+            await patch(client, token, task_id, 1, changed)
+        assert harness.emulator.live_config(task_id) == changed
+        (entry,) = harness.emulator.requests("update")
+        assert (entry["status"], entry["note"]) == (None, "applied+disconnected")
+
+    @pytest.mark.parametrize("kind", ["acquire", "create", "update", "delete"])
+    async def test_late_times_the_client_out_then_applies_the_call(self, kind: str) -> None:
+        release = anyio.Event()
+        harness = Harness()
+
+        async def gated_sleep(seconds: float) -> None:
+            harness.slept.append(seconds)
+            await release.wait()
+
+        harness.emulator.sleep = gated_sleep
+        async with harness.client() as client:
+            token, task_id = await start_task(client) if kind != "create" else ("", "")
+            if kind == "create":
+                token = await acquire(client)
+            harness.emulator.clear_requests()
+            harness.emulator.add_fault(kind, "late", delay=7)
+            changed = av_transcoder((101, 102, 103))
+            with pytest.raises(httpx.ReadTimeout):
+                if kind == "acquire":
+                    await client.post(f"{BASE}/builderTokens", json={"instanceId": "late"})
+                elif kind == "create":
+                    await client.post(
+                        f"{BASE}/tasks", params={"builderToken": token}, json=body(av_transcoder())
+                    )
+                elif kind == "update":
+                    await patch(client, token, task_id, 1, changed)
+                else:
+                    await client.delete(f"{BASE}/tasks/{task_id}", params={"builderToken": token})
+            await _settle()
+            assert harness.emulator.requests(kind) == []  # not applied before the delay is over
+            assert len(harness.emulator.tasks()) == (0 if kind == "create" else 1)
+            release.set()
+            entry = await _logged(harness, kind)
+            assert entry["status"] == 200 and entry["note"].endswith("+late")
+            assert harness.slept == [7]
+            tasks = harness.emulator.tasks()
+            if kind == "create":
+                assert len(tasks) == 1 and entry["note"] == "created+late"
+            elif kind == "update":
+                assert harness.emulator.live_config(task_id) == changed
+            elif kind == "delete":
+                assert tasks == []
+
+    async def test_a_late_update_overtaken_by_a_newer_one_is_stale(self) -> None:
+        release = anyio.Event()
+        harness = Harness()
+
+        async def gated_sleep(seconds: float) -> None:
+            await release.wait()
+
+        harness.emulator.sleep = gated_sleep
+        async with harness.client() as client:
+            token, task_id = await start_task(client)
+            harness.emulator.add_fault("update", "late")
+            with pytest.raises(httpx.ReadTimeout):
+                await patch(client, token, task_id, 1, av_transcoder((101,)))
+            newer = av_transcoder((101, 102, 103))
+            assert (await patch(client, token, task_id, 2, newer)).status_code == 200
+            release.set()
+            entry = await _logged(harness, "update", note="stale+late")
+            assert entry["status"] == 200
+        assert harness.emulator.live_config(task_id) == newer
+        assert harness.emulator.task(task_id)["staleUpdates"] == 1
+
     async def test_random_faults_replay_with_the_seed(self) -> None:
         async def run(seed: int) -> list[int]:
             harness = Harness()
@@ -918,3 +1012,18 @@ class TestAdmin:
         response = await client.post(f"{BASE}/builderTokens", json={"instanceId": "a"})
         assert response.headers["content-type"] == "application/json"
         assert orjson.loads(response.content) == response.json()
+
+
+async def _settle() -> None:
+    for _ in range(20):
+        await anyio.sleep(0)
+
+
+async def _logged(harness: Harness, kind: str, note: str = "") -> dict:
+    """The request-log entry of a late call of ``kind`` once it is applied (bounded wait)."""
+    with anyio.fail_after(5):
+        while True:
+            entries = [e for e in harness.emulator.requests(kind) if e["note"].endswith("+late")]
+            if entries and (not note or entries[-1]["note"] == note):
+                return entries[-1]
+            await anyio.sleep(0.001)

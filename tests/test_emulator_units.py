@@ -35,6 +35,12 @@ from layoutsync.emulator.rules import handled_hosts, instance_id_error, update_v
         ("commit-drop", FaultAction("commit-drop", commit=True, drop=True)),
         ("delay", FaultAction("delay", delay=2.5)),
         (" Commit-500 ", FaultAction("commit-500", status=500, commit=True)),
+        ("late", FaultAction("late", commit=True, delay=2.5, late=True)),
+        ("disconnect", FaultAction("disconnect", drop=True, before_response=True)),
+        (
+            "commit-disconnect",
+            FaultAction("commit-disconnect", commit=True, drop=True, before_response=True),
+        ),
     ],
 )
 def test_fault_actions(text: str, expected: FaultAction) -> None:
@@ -50,6 +56,8 @@ def test_unknown_fault_actions_are_refused(text: str) -> None:
 def test_delay_needs_a_duration() -> None:
     with pytest.raises(FaultError, match="delay"):
         parse_action("delay", delay=0)
+    with pytest.raises(FaultError, match="late needs a delay"):
+        parse_action("late", delay=0)
 
 
 def test_rule_syntax() -> None:

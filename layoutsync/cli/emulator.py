@@ -196,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
 
     uv_config = uvicorn.Config(
         create_app(config),
+        http=_transport_exposing_protocol(),
         log_level="warning",
         access_log=args.access_log,
         lifespan="off",
@@ -208,6 +209,21 @@ def run(args: argparse.Namespace) -> int:
     finally:
         sock.close()
     return 0
+
+
+def _transport_exposing_protocol() -> type:
+    """uvicorn's h11 protocol with the socket's transport in each request's scope state, so
+    the "disconnect" fault can close it before any byte of the response (see emulator.app)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    from ..emulator.app import SERVER_TRANSPORT_KEY
+
+    class _Protocol(H11Protocol):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self.app_state = {**self.app_state, SERVER_TRANSPORT_KEY: transport}
+
+    return _Protocol
 
 
 def _bind(host: str, port: int) -> socket.socket:

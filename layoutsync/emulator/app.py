@@ -11,15 +11,27 @@ see ``ADMIN_ROUTES`` below for the list. A dropped connection is made by
 sending the response head and raising ``ConnectionAbortedError``: uvicorn then
 closes the socket (the client sees the body cut short), and
 ``httpx.ASGITransport`` re-raises the error to an in-process client.
+
+Two faults need to know whether a real socket is there. Behind a server that
+puts its transport in the scope state under ``SERVER_TRANSPORT_KEY`` (the
+``layoutsync emulator`` command does), "disconnect" closes that socket before
+any byte of the response, and "late" holds the answer for its delay and then
+applies the call (the client has timed out by then). In-process there is no
+socket and no client timeout, so the app raises what httpx raises for them:
+``httpx.RemoteProtocolError`` ("Server disconnected without sending a
+response") for "disconnect", and ``httpx.ReadTimeout`` at once for "late",
+whose call is then applied in the background after the delay.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NoReturn
 
+import httpx
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -33,7 +45,15 @@ from ..validate import MAX_UID, is_host_uid
 from .faults import FaultAction, FaultError, rule_from_json
 from .state import Emulator, EmulatorConfig, Reply
 
-__all__ = ["API_PREFIX", "REQUEST_ID_KEY", "InjectedDrop", "create_app"]
+__all__ = [
+    "API_PREFIX",
+    "REQUEST_ID_KEY",
+    "SERVER_TRANSPORT_KEY",
+    "InjectedDisconnect",
+    "InjectedDrop",
+    "InjectedTimeout",
+    "create_app",
+]
 
 API_PREFIX = "/v1/projects/{app_id}/rtsc/cloud-transcoder"
 
@@ -43,8 +63,20 @@ REQUEST_ID_KEY = "layoutsync.request_id"
 _JSON = b"application/json"
 
 
+#: Where a server puts its ``asyncio.Transport`` in ``scope["state"]`` (see the docstring).
+SERVER_TRANSPORT_KEY = "layoutsync.server_transport"
+
+
 class InjectedDrop(ConnectionAbortedError):
     """Raised inside the app to drop the connection (an injected fault), never a bug."""
+
+
+class InjectedDisconnect(httpx.RemoteProtocolError):
+    """No byte of a response (an injected fault): what httpx raises when the server hangs up."""
+
+
+class InjectedTimeout(httpx.ReadTimeout):
+    """No answer before the client's timeout (an injected fault, in-process)."""
 
 
 class _Reject(Exception):
@@ -108,9 +140,18 @@ def _json_response(
     return response
 
 
+def _server_transport(scope: Scope) -> asyncio.Transport | None:
+    state = scope.get("state")
+    found = state.get(SERVER_TRANSPORT_KEY) if isinstance(state, Mapping) else None
+    return found if isinstance(found, asyncio.Transport) else None
+
+
 async def _send_reply(send: Send, reply: Reply) -> None:
-    payload = orjson.dumps(reply.body)
-    headers = [(b"content-type", _JSON), (b"content-length", str(len(payload)).encode())]
+    # A body of None is an empty body (a successful Update: "包体为空").
+    payload = b"" if reply.body is None else orjson.dumps(reply.body)
+    headers = [(b"content-length", str(len(payload)).encode())]
+    if reply.body is not None:
+        headers.insert(0, (b"content-type", _JSON))
     headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers)
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
@@ -185,12 +226,15 @@ async def _delete(emulator: Emulator, request: Request, app_id: str) -> Reply:
 class _Call:
     """One service call as an ASGI endpoint: auth, rate limit, fault, handler, log."""
 
-    __slots__ = ("emulator", "handler", "kind")
+    __slots__ = ("emulator", "handler", "kind", "late_calls")
 
-    def __init__(self, emulator: Emulator, kind: str, handler: Handler) -> None:
+    def __init__(
+        self, emulator: Emulator, kind: str, handler: Handler, late_calls: set[asyncio.Task[None]]
+    ) -> None:
         self.emulator = emulator
         self.kind = kind
         self.handler = handler
+        self.late_calls = late_calls
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         emulator = self.emulator
@@ -216,6 +260,8 @@ class _Call:
             return rejected.reply
 
     async def _faulty(self, request: Request, app_id: str, fault: FaultAction, send: Send) -> Reply:
+        if fault.late:
+            return await self._late(request, app_id, fault)
         if fault.delay:
             await self.emulator.sleep(fault.delay)
         if fault.drop and not fault.commit:
@@ -230,17 +276,43 @@ class _Call:
         if not 200 <= reply.status < 300:
             return reply  # nothing was committed, so there is nothing to fail after
         if fault.drop:
-            await self._drop(request, fault, send, note=f"{reply.note or 'ok'}+dropped")
+            dropped = "disconnected" if fault.before_response else "dropped"
+            await self._drop(request, fault, send, note=f"{reply.note or 'ok'}+{dropped}")
         if fault.status == 202:
             return Reply(202, reply.body, f"{reply.note or 'ok'}+202")
         text = f"injected fault: {fault.status} after the call was applied"
         return Reply(fault.status or 500, {"message": text}, f"{reply.note or 'ok'}+fault")
 
     async def _drop(
-        self, request: Request, fault: FaultAction, send: Send, note: str = "dropped"
+        self, request: Request, fault: FaultAction, send: Send, note: str = ""
     ) -> NoReturn:
-        self._record(request, None, note, fault)
-        await _drop_connection(send)
+        before = fault.before_response
+        self._record(request, None, note or ("disconnected" if before else "dropped"), fault)
+        if not before:
+            await _drop_connection(send)
+        transport = _server_transport(request.scope)
+        if transport is None:
+            raise InjectedDisconnect("Server disconnected without sending a response.")
+        transport.close()  # nothing was written: the client reads EOF where the answer was
+        raise InjectedDrop("injected fault: connection closed before the response")
+
+    async def _late(self, request: Request, app_id: str, fault: FaultAction) -> Reply:
+        await request.body()  # read now: the client may be gone when the call is applied
+        if _server_transport(request.scope) is not None:
+            # A real socket: hold the answer past the client's timeout, then apply the call.
+            await self.emulator.sleep(fault.delay)
+            reply = await self._handle(request, app_id)
+            return Reply(reply.status, reply.body, f"{reply.note or 'ok'}+late", reply.headers)
+
+        async def apply_later() -> None:
+            await self.emulator.sleep(fault.delay)
+            reply = await self._handle(request, app_id)
+            self._record(request, reply.status, f"{reply.note or 'ok'}+late", fault)
+
+        task = asyncio.get_running_loop().create_task(apply_later())
+        self.late_calls.add(task)
+        task.add_done_callback(self.late_calls.discard)
+        raise InjectedTimeout("injected fault: no answer before the client's timeout")
 
     def _record(
         self, request: Request, status: int | None, note: str, fault: FaultAction | None
@@ -258,12 +330,12 @@ class _Call:
         )
 
 
-def _service_routes(emulator: Emulator) -> list[Route]:
+def _service_routes(emulator: Emulator, late_calls: set[asyncio.Task[None]]) -> list[Route]:
     tasks = f"{API_PREFIX}/tasks"
     task = f"{tasks}/{{task_id}}"
 
     def call(kind: str, handler: Handler) -> _Call:
-        return _Call(emulator, kind, handler)
+        return _Call(emulator, kind, handler, late_calls)
 
     return [
         Route(f"{API_PREFIX}/builderTokens", call("acquire", _acquire), methods=["POST"]),
@@ -470,7 +542,8 @@ def _rejecting(
 
 def _http_error_handler(emulator: Emulator) -> Callable[[Request, Exception], Awaitable[Response]]:
     async def handle(request: Request, exc: Exception) -> Response:
-        if isinstance(exc, InjectedDrop):  # already logged; the response head is already sent
+        if isinstance(exc, InjectedDrop | InjectedDisconnect | InjectedTimeout):
+            # Already logged; the head is sent, or the socket is closed, or nobody waits.
             return Response(status_code=500)
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         if status == 404:
@@ -514,16 +587,19 @@ def create_app(
     config: EmulatorConfig | None = None, *, emulator: Emulator | None = None
 ) -> Starlette:
     """The emulator app; its core is ``app.state.emulator``. Pass ``emulator`` to inject a
-    clock or sleep (``Emulator(config, clock=ManualClock())``)."""
+    clock or sleep (``Emulator(config, clock=ManualClock())``). ``app.state.late_calls`` holds
+    the in-process "late" calls still waiting to be applied."""
     if emulator is None:
         emulator = Emulator(config)
     elif config is not None:
         raise ValueError("pass either config or emulator, not both")
     handler = _http_error_handler(emulator)
+    late_calls: set[asyncio.Task[None]] = set()
     app = Starlette(
-        routes=[*_service_routes(emulator), *_Admin(emulator).routes()],
+        routes=[*_service_routes(emulator, late_calls), *_Admin(emulator).routes()],
         middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers={HTTPException: handler, Exception: handler},
     )
     app.state.emulator = emulator
+    app.state.late_calls = late_calls
     return app

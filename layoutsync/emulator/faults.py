@@ -9,6 +9,16 @@ Python API:
     "drop"                                     drop the connection; nothing is applied
     "commit-500" (any 5xx)                     apply the call, then answer that status
     "commit-drop"                              apply the call, then drop the connection
+    "late"                                     no answer before the client's timeout; the
+                                               call is applied ``delay`` seconds later
+    "disconnect"                               close the connection before any byte of the
+                                               response; nothing is applied
+    "commit-disconnect"                        apply the call, then close the connection
+                                               before any byte of the response
+
+"drop" sends the response head, then cuts the body short; "disconnect" sends
+nothing at all, which is what a client's connection-error path sees when a
+server or a proxy dies between request and response.
 
 A plan holds scheduled rules ("the next N calls of kind K") consumed in order,
 and optionally random faults drawn from a seeded RNG, so a failing run can be
@@ -28,6 +38,7 @@ __all__ = [
     "CALL_KINDS",
     "DEFAULT_DELAY",
     "DEFAULT_RANDOM_ACTIONS",
+    "NETWORK_ACTIONS",
     "FaultAction",
     "FaultError",
     "FaultPlan",
@@ -53,13 +64,19 @@ DEFAULT_RANDOM_ACTIONS: tuple[str, ...] = (
     "commit-drop",
 )
 
+#: The faults a network adds to the defaults: late application and no response at all.
+NETWORK_ACTIONS: tuple[str, ...] = ("late", "disconnect", "commit-disconnect")
+
 #: Seconds the "delay" action sleeps unless told otherwise: past any sane client timeout.
 DEFAULT_DELAY = 15.0
 
 ACTION_HELP = (
     "a status (429, 500, 503, 504, any 4xx/5xx: answered, nothing applied), 202 (applied, "
     "answered 202), delay (sleep, then answer), drop (connection dropped, nothing applied), "
-    "commit-5xx (applied, then that status), commit-drop (applied, then connection dropped)"
+    "commit-5xx (applied, then that status), commit-drop (applied, then connection dropped), "
+    "late (no answer before the client's timeout, applied after it), disconnect (connection "
+    "closed before any response byte, nothing applied), commit-disconnect (applied, then "
+    "closed before any response byte)"
 )
 
 
@@ -69,13 +86,19 @@ class FaultError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class FaultAction:
-    """What happens to one call. ``status`` is None when the connection is dropped."""
+    """What happens to one call. ``status`` is None when the connection is dropped.
+
+    ``before_response`` makes a drop send no byte of the response (else the head
+    goes out first); ``late`` applies the call only after the client's timeout.
+    """
 
     name: str
     status: int | None = None
     commit: bool = False
     drop: bool = False
     delay: float = 0.0
+    before_response: bool = False
+    late: bool = False
 
 
 def parse_action(text: str, *, delay: float = DEFAULT_DELAY) -> FaultAction:
@@ -89,6 +112,14 @@ def parse_action(text: str, *, delay: float = DEFAULT_DELAY) -> FaultAction:
         return FaultAction(name, drop=True)
     if name == "commit-drop":
         return FaultAction(name, commit=True, drop=True)
+    if name == "late":
+        if delay <= 0:
+            raise FaultError(f"late needs a delay > 0 seconds, got {delay}")
+        return FaultAction(name, commit=True, delay=delay, late=True)
+    if name == "disconnect":
+        return FaultAction(name, drop=True, before_response=True)
+    if name == "commit-disconnect":
+        return FaultAction(name, commit=True, drop=True, before_response=True)
     if name.startswith("commit-"):
         status = _status(name.removeprefix("commit-"), name)
         if status < 500:

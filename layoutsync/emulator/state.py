@@ -520,13 +520,13 @@ class Emulator:
             if sequence <= task.last_seq:
                 task.stale += 1
                 self._event("stale_update", task, sequenceId=sequence)
-                return Reply(200, {}, "stale")
+                return Reply(200, None, "stale")
             transcoder = body["services"]["cloudTranscoder"]["config"]["transcoder"]
             violations = update_violations(task.config, transcoder)
             if violations:
                 return _error(400, "; ".join(map(str, violations)), "not-updatable")
             self._apply(task, transcoder, sequence)
-            return Reply(200, {}, "applied")
+            return Reply(200, None, "applied")  # the vendor: 包体为空, an empty body
 
     def delete(self, app_id: str, task_id: str, builder_token: str | None) -> Reply:
         with self._lock:
