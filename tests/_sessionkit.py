@@ -26,7 +26,6 @@ from layoutsync.emulator import (
     SyncASGITransport,
     create_app,
 )
-from layoutsync.redact import redact
 from layoutsync.spec import LayoutSpec, load_spec
 
 IN_TOKEN = "input-SECRET-token-0001"
@@ -151,11 +150,12 @@ class Emulated:
 
 
 def live_equals_desired(emulated: Emulated, instance_id: str, body: dict[str, Any] | None) -> bool:
-    """The task's last applied config (tokens masked) equals the desired body's, masked."""
+    """The task's last applied config equals the desired body's, real tokens included (a
+    swapped or stale token is a difference, as it is for the service)."""
     task = emulated.only_task(instance_id)
     assert body is not None
-    wanted = redact(body)["services"]["cloudTranscoder"]["config"]
-    return bool(task["config"] == wanted)
+    wanted = body["services"]["cloudTranscoder"]["config"]["transcoder"]
+    return bool(emulated.emulator.live_config(task["taskId"]) == wanted)
 
 
 def each_secret() -> Iterator[str]:

@@ -23,6 +23,7 @@ import pytest
 from _sessionkit import EmulatorProcess, emulator_process, spec_doc
 
 from layoutsync.compile import compile_layout
+from layoutsync.emulator import config_digest
 from layoutsync.redact import redact
 from layoutsync.spec import load_spec
 from layoutsync.store import SqliteStore
@@ -145,7 +146,9 @@ class Child:
         spec = load_spec(self.workdir / "spec.json")
         body = compile_layout(spec, hosts).body
         assert body is not None
-        assert task["config"] == redact(body)["services"]["cloudTranscoder"]["config"]
+        transcoder = body["services"]["cloudTranscoder"]["config"]["transcoder"]
+        assert task["config"] == {"transcoder": redact(transcoder)}
+        assert task["configSha256"] == config_digest(transcoder)  # the real tokens too
         return task
 
 

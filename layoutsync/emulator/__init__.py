@@ -26,8 +26,9 @@ Decisions where the vendor page is silent:
   or 201 with the task object, or 409 whose body carries ``taskId`` (a genuine
   instanceId conflict, with another token, is 409 *without* ``taskId``);
 * Query/Update/Delete with a token other than the task's is 400; unknown task 404;
-* Update answers 200 ``{}``. A sequenceId not above the last applied one is checked
-  against the schema, answered 200 ``{}``, counted as stale and not applied. Otherwise
+* Update answers 200 with an empty body (the vendor page: 包体为空). A sequenceId not
+  above the last applied one is checked against the schema, answered the same way,
+  counted as stale and not applied. Otherwise
   a change outside the updatable set (see ``rules.update_violations``) is 400 naming
   its pointer; a key present in one body and absent in the other counts as a change;
 * the task object's ``sequenceId`` is "0" after Create, then the last applied one;
@@ -45,7 +46,13 @@ Decisions where the vendor page is silent:
   apply the call first (202 returns the usual body, so a 202 Create still names its
   taskId); a commit fault on a call that fails anyway returns that failure;
   "drop"/"commit-drop" send the response head and raise ``ConnectionAbortedError``
-  (uvicorn closes the socket; ``httpx.ASGITransport`` re-raises it in-process).
+  (uvicorn closes the socket; ``httpx.ASGITransport`` re-raises it in-process);
+  "disconnect"/"commit-disconnect" close the socket before any byte of the response
+  (in-process: ``httpx.RemoteProtocolError``); "late" answers nothing before the
+  client's timeout and applies the call after its delay (in-process: ``httpx.ReadTimeout``
+  at once, the call applied in the background; see ``app.py``);
+* an admin task object carries ``configSha256``, the SHA-256 of the applied config as
+  sorted JSON with its tokens, so a test can check the tokens without seeing them;
 
 Admin API (no auth; bind loopback), all JSON:
 
@@ -79,6 +86,7 @@ from .state import (
     EmulatorConfig,
     ManualClock,
     Reply,
+    config_digest,
 )
 from .transport import SyncASGITransport
 
@@ -98,5 +106,6 @@ __all__ = [
     "RandomFaults",
     "Reply",
     "SyncASGITransport",
+    "config_digest",
     "create_app",
 ]

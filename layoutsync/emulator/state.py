@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import hmac
 import random
 import threading
@@ -48,6 +49,7 @@ __all__ = [
     "EmulatorConfig",
     "ManualClock",
     "Reply",
+    "config_digest",
 ]
 
 DEFAULT_APP_ID = "emulator-app"
@@ -762,6 +764,7 @@ class Emulator:
             "sequenceId": task.last_seq if task.last_seq >= 0 else None,
             "builderToken": MASK,
             "config": {"transcoder": redact(task.config)},
+            "configSha256": config_digest(task.config),
             "updateCount": task.updates,
             "staleUpdates": task.stale,
             "createdAt": task.created_at,
@@ -770,6 +773,12 @@ class Emulator:
             "channel": task.channel,
             "idleDeadline": task.deadline,
         }
+
+
+def config_digest(transcoder: Any) -> str:
+    """SHA-256 of a ``transcoder`` as sorted JSON, tokens included: lets a test outside the
+    process tell that the live config has the very tokens it expects, without seeing them."""
+    return hashlib.sha256(orjson.dumps(transcoder, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def _compact_json(value: Any) -> bytes:
