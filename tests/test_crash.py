@@ -42,6 +42,9 @@ CHILD = textwrap.dedent(
     from layoutsync.store import SqliteStore
 
     when, _, kind = os.environ.get("CRASH", "").partition(":")
+    kind, _, nth = kind.partition(":")  # "after:create:2": at the second Create
+    nth = int(nth or 1)
+    seen = {"count": 0}
     offset = float(os.environ.get("CLOCK_OFFSET", "0"))
 
     def kind_of(request):
@@ -51,7 +54,10 @@ CHILD = textwrap.dedent(
 
     class Crashing(httpx.HTTPTransport):
         def handle_request(self, request):
-            hit = kind_of(request) == kind
+            hit = False
+            if kind_of(request) == kind:
+                seen["count"] += 1
+                hit = seen["count"] == nth
             if hit and when == "before":
                 os._exit(86)
             response = super().handle_request(request)
@@ -69,8 +75,11 @@ CHILD = textwrap.dedent(
         clock=lambda: time.time() + offset,
         sleep=lambda s: None,
     )
-    session.set_hosts([int(h) for h in hosts.split(",") if h])
-    result = session.reconcile()
+    if os.environ.get("ACTION") == "destroy":
+        result = session.destroy()
+    else:
+        session.set_hosts([int(h) for h in hosts.split(",") if h])
+        result = session.reconcile()
     print(json.dumps({
         "action": result.action,
         "calls": list(result.calls),
@@ -102,9 +111,10 @@ class Child:
         (self.workdir / "spec.json").write_text(json.dumps(doc))
 
     def run(
-        self, hosts: str, *, crash: str = "", clock_offset: float = 0.0
+        self, hosts: str, *, crash: str = "", clock_offset: float = 0.0, action: str = "reconcile"
     ) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, **self.emulator.env, "CRASH": crash, "CLOCK_OFFSET": str(clock_offset)}
+        env["ACTION"] = action
         return subprocess.run(
             [sys.executable, "child.py", "spec.json", "state.db", hosts],
             cwd=self.workdir,
@@ -121,8 +131,8 @@ class Child:
         assert result["error"] is None, result
         return result
 
-    def crash(self, hosts: str, crash: str) -> None:
-        done = self.run(hosts, crash=crash)
+    def crash(self, hosts: str, crash: str, **kwargs: Any) -> None:
+        done = self.run(hosts, crash=crash, **kwargs)
         assert done.returncode == CRASHED, (done.returncode, done.stdout, done.stderr)
 
     def created(self) -> int:
@@ -130,6 +140,13 @@ class Child:
         return sum(
             1 for e in events if e["event"] == "created" and e["instanceId"] == self.instance
         )
+
+    def fault(self, kind: str, action: str) -> None:
+        rule = {"kind": kind, "action": action}
+        assert self.emulator.admin.post("/_emulator/faults", json=rule).status_code == 200
+
+    def calls(self, kind: str) -> int:
+        return self.emulator.calls(kind)
 
     def stale(self) -> int:
         return sum(t["staleUpdates"] for t in self.emulator.tasks(self.instance))
@@ -220,4 +237,66 @@ def test_crash_before_create_then_restart_past_the_token_lifetime(child: Child) 
     result = child.ok("101", clock_offset=300)
     assert result["calls"] == ["acquire", "create"]
     child.converged([101])
+    assert child.created() == 1
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_crash_around_the_query_when_hosts_return_from_idle(child: Child, when: str) -> None:
+    child.ok("101")
+    assert child.ok("")["calls"] == []  # nobody left: nothing sent, the session is idle
+    child.crash("102", f"{when}:query")
+    result = child.ok("102")
+    assert result["calls"] == ["query", "update"]  # asks again, then sends the new hosts
+    child.converged([102])
+    assert child.created() == 1
+    assert child.ok("102")["calls"] == []
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_crash_around_the_query_that_polls_a_202(child: Child, when: str) -> None:
+    child.fault("create", "202")  # applied, answered 202: the session polls with Query
+    child.crash("101", f"{when}:query")
+    result = child.ok("101")
+    assert "acquire" not in result["calls"]
+    child.converged([101])
+    assert child.created() == 1
+    assert child.ok("101")["calls"] == []
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_crash_around_the_create_that_adopts_an_orphan(child: Child, when: str) -> None:
+    """The token expired after a lost Create: a new one gets 409 and the old one is sent
+    again to adopt the task. A crash around that second Create still adopts, never makes
+    a second task."""
+    child.crash("101,102", "after:create")
+    child.crash("101,102,103", f"{when}:create:2", clock_offset=300)
+    child.ok("101,102,103", clock_offset=300)
+    child.converged([101, 102, 103])
+    assert child.created() == 1
+    assert child.ok("101,102,103", clock_offset=300)["calls"] == []
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_crash_around_the_delete_of_on_empty_delete(child: Child, when: str) -> None:
+    child.write_spec(onEmpty="delete")
+    child.ok("101")
+    child.crash("", f"{when}:delete")
+    child.ok("")
+    assert child.emulator.tasks(child.instance) == []
+    assert child.ok("")["calls"] == []
+    child.ok("102")  # a host again: a new task
+    child.converged([102])
+    assert child.created() == 2
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_crash_around_the_delete_of_destroy(child: Child, when: str) -> None:
+    child.ok("101,102")
+    child.crash("", f"{when}:delete", action="destroy")
+    child.ok("", action="destroy")
+    assert child.emulator.tasks(child.instance) == []
+    assert SqliteStore(child.workdir / "state.db").load(child.instance) is None
+    deletes = child.calls("delete")
+    assert child.ok("", action="destroy")["calls"] == []  # nothing left to destroy
+    assert child.calls("delete") == deletes
     assert child.created() == 1
