@@ -398,7 +398,9 @@ class TestUpdateRules:
         del t["waterMarks"]
         with pytest.raises(BadRequest) as info:
             await env.call("update", task.task_id, token, 0, body)
-        assert "videoInputs" in info.value.message or "videoOption" in info.value.message
+        message = info.value.message
+        assert message.startswith("/services/cloudTranscoder/config/transcoder/videoInputs: ")
+        assert "/services/cloudTranscoder/config/transcoder/outputs/0/videoOption: " in message
         assert env.emulator.live_config(task.task_id) == transcoder(audio_only())
 
 

@@ -308,8 +308,10 @@ def test_signed_webhooks_drive_joins_and_leaves(world: World) -> None:
 
     wrong = webhook(daemon, 104, 3001, 11, secret="not-the-secret")
     assert wrong.status_code == 401
-    time.sleep(0.7)  # longer than the debounce: a wrongly accepted leave would show by now
-    assert settled(daemon, "hall")["hosts"] == [3001, 3002]
+    # An accepted leave changes the desired hosts before it is answered: nothing changed.
+    rejected = session(daemon, "hall")
+    assert rejected["hosts"] == [3001, 3002]
+    assert rejected["pending"]["changes"] is False
     assert world.video_uids("hall-1") == [3001, 3002]
 
     stale = webhook(daemon, 104, 3002, 4)  # a leave older than the join already applied
@@ -412,7 +414,7 @@ def test_refuses_to_start_without_secrets_or_with_a_bad_spec(world: World) -> No
         timeout=60,
     )
     assert result.returncode == 1
-    assert "broken.json: /input/channel" in result.stderr or "broken.json" in result.stderr
+    assert "broken.json: /input/channel" in result.stderr
     assert "Traceback" not in result.stderr
 
     (world.specs / "broken.json").unlink()

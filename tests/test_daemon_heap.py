@@ -79,7 +79,7 @@ def test_a_frozen_cycle_waits_for_compact(policy: HeapPolicy) -> None:
     assert member() is None
     assert report["collected"] >= 2
     assert report["frozen"] == gc.get_freeze_count() > 0
-    assert report["pause_ms"] >= 0
+    assert 0 < report["pause_ms"] < 60_000  # measured, not a placeholder zero
 
 
 def test_uninstall_hands_everything_back(policy: HeapPolicy) -> None:

@@ -306,10 +306,13 @@ class TestCrossFieldRules:
 
     def test_speaker_strip_too_wide_leaves_no_main_tile(self) -> None:
         doc = spec_doc(
-            canvas={"width": 240, "height": 240},
-            layout={"template": "speaker", "stripFraction": 0.5, "aspect": "1:1"},
+            canvas={"width": 236, "height": 240},
+            layout={"template": "speaker", "stripFraction": 0.5, "aspect": "1:1", "stripTiles": 1},
         )
-        assert "/layout/stripFraction" in errors_of(doc) or "/layout/stripTiles" in errors_of(doc)
+        assert errors_of(doc) == {
+            "/layout/stripFraction": "leaves the main tile 118x118 px on the 236x240 canvas, "
+            "below the 120 px minimum; lower it"
+        }
 
     def test_floating_overlay_must_fit(self) -> None:
         doc = spec_doc(
