@@ -23,6 +23,7 @@ import argparse
 import ast
 import json
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -235,6 +236,8 @@ def main() -> int:
     parser.add_argument("--list", action="store_true", help="count the mutants and stop")
     parser.add_argument("--out", type=Path, default=Path("/tmp/layoutsync-mutation.json"))
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the file under test is always put back.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rng = random.Random(args.seed)
     results: list[Mutant] = []
     for target, tests in TARGETS.items():
