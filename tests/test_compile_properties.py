@@ -25,8 +25,8 @@ from layoutsync.validate import check_request
 
 ENV = {"IN": "input-token"}
 TEMPLATES = ("grid", "speaker", "floating", "custom")
-VALID = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+VALID = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 #: Keys whose values are pixels wherever they appear in a request body.
 PIXEL_KEYS = frozenset({"x", "y", "width", "height"})
@@ -235,7 +235,9 @@ class TestValidSpecs:
                 compiled = compile_layout(spec, hosts, speaker, previous, env=ENV)
                 check_contract(compiled, spec.canvas.width, spec.canvas.height, template)
                 rotates = spec.layout.overflow == "rotate" and template != "custom"
-                if rotates and compiled.speaker is not None:
+                # Pinned hosts come first: when they hold every tile, the speaker waits.
+                all_pinned = set(compiled.visible) <= set(spec.layout.pinned)
+                if rotates and compiled.speaker is not None and not all_pinned:
                     assert compiled.speaker in compiled.visible
                 previous = compiled
 
