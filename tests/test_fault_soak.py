@@ -10,9 +10,10 @@ session's sequenceId is not behind the service's).
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from _sessionkit import GRID, Clock, Emulated, live_equals_desired, make_spec
@@ -42,9 +43,11 @@ def _short_sleep(seconds: float) -> None:
     time.sleep(min(seconds, 0.03))  # a Retry-After of 1 s is honoured, shortened
 
 
-def _client(emulated: Emulated, backoff: float) -> Client:
-    """A client whose back-off really waits ``backoff`` seconds (so a late call can land
-    before its retry), or not at all."""
+def _client(
+    emulated: Emulated, backoff: float, sleep: Callable[[float], None] = _short_sleep
+) -> Client:
+    """A client on its own in-process transport, backing off ``backoff`` seconds with
+    ``sleep``."""
     transport = SyncASGITransport(emulated.app)
     emulated._transports.append(transport)  # closed with the emulator
     return Client(
@@ -54,7 +57,7 @@ def _client(emulated: Emulated, backoff: float) -> Client:
         customer_secret=DEFAULT_CUSTOMER_SECRET,
         transport=transport,
         retry=RetryPolicy(delays=(backoff,) * 3, jitter=0.0),
-        sleep=_short_sleep,
+        sleep=sleep,
     )
 
 
@@ -94,17 +97,36 @@ def _converges(emulated: Emulated, session: Session, instance: str = INSTANCE) -
     session.reconcile().raise_for_error()
 
 
-# (client back-off, late delay): the late call lands before the retry, or after it.
-ORDERS = {"late-before-retry": (0.3, 0.02), "late-after-retry": (0.0, 0.3)}
+ORDERS = ("late-before-retry", "late-after-retry")
 
 
-@pytest.mark.parametrize("order", sorted(ORDERS))
+def _ordered(emulated: Emulated, kind: str, order: str) -> Client:
+    """A client, and an emulator, that put the late call before or after the client's retry
+    by waiting for each other (bounded), not for time."""
+    if order == "late-before-retry":
+
+        def back_off(_seconds: float) -> None:  # the retry waits for the late call
+            deadline = time.monotonic() + 10
+            while emulated.app.state.late_calls and time.monotonic() < deadline:
+                time.sleep(0.005)
+
+        return _client(emulated, 0.01, sleep=back_off)
+
+    async def hold(_seconds: float) -> None:  # the late call waits for the retry
+        deadline = time.monotonic() + 10
+        while not emulated.emulator.requests(kind) and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+
+    emulated.emulator.sleep = hold
+    return _client(emulated, 0.0)
+
+
+@pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("kind", ["acquire", "create", "update"])
 def test_a_late_call_still_converges(emulated: Emulated, kind: str, order: str) -> None:
-    backoff, delay = ORDERS[order]
     session = Session(
         make_spec(),
-        client=_client(emulated, backoff),
+        client=_ordered(emulated, kind, order),
         store=MemoryStore(),
         clock=Clock(),
         sleep=_short_sleep,
@@ -112,7 +134,7 @@ def test_a_late_call_still_converges(emulated: Emulated, kind: str, order: str) 
     if kind == "update":
         session.host_joined(101)
         session.reconcile().raise_for_error()
-    emulated.emulator.add_fault(kind, "late", delay=delay)
+    emulated.emulator.add_fault(kind, "late", delay=0.01)
     session.host_joined(102)
     result = session.reconcile()
     result.raise_for_error()
@@ -131,20 +153,19 @@ def test_a_late_call_still_converges(emulated: Emulated, kind: str, order: str) 
     _converges(emulated, session)
 
 
-@pytest.mark.parametrize("order", sorted(ORDERS))
+@pytest.mark.parametrize("order", ORDERS)
 def test_a_late_delete_still_converges(emulated: Emulated, order: str) -> None:
-    backoff, delay = ORDERS[order]
     spec = make_spec(onEmpty="delete")
     session = Session(
         spec,
-        client=_client(emulated, backoff),
+        client=_ordered(emulated, "delete", order),
         store=MemoryStore(),
         clock=Clock(),
         sleep=_short_sleep,
     )
     session.host_joined(101)
     session.reconcile().raise_for_error()
-    emulated.emulator.add_fault("delete", "late", delay=delay)
+    emulated.emulator.add_fault("delete", "late", delay=0.01)
     session.host_left(101)
     session.reconcile().raise_for_error()
     _late_calls_done(emulated)
