@@ -469,3 +469,29 @@ async def test_json_log_lines_carry_instance_task_sequence_and_request_ids(
         assert line["sequenceId"] == sequence
         ids = [r["requestId"] for r in sent if r["kind"] in kinds]
         assert line["request_ids"] == ids
+
+
+# --- edges the mutation run found unguarded ----------------------------------------------------
+
+
+class TestEdgesFoundByMutation:
+    """Boundaries a mutant moved by one with every other test still green."""
+
+    def test_uid_bounds_are_inclusive(self) -> None:
+        from layoutsync.daemon.runtime import check_uid
+        from layoutsync.validate import MAX_UID
+
+        assert check_uid(1) == 1
+        assert check_uid(MAX_UID) == MAX_UID
+        assert check_uid("1", text=True) == 1
+        for bad in (0, MAX_UID + 1):
+            with pytest.raises(ValueError, match="outside"):
+                check_uid(bad)
+
+    def test_a_backoff_cap_equal_to_its_base_is_allowed(self) -> None:
+        from layoutsync.daemon.queue import BackoffLimiter
+
+        limiter: BackoffLimiter[str] = BackoffLimiter(base=1.0, cap=1.0, jitter=0.0)
+        assert [limiter.when("k") for _ in range(3)] == [1.0, 1.0, 1.0]
+        with pytest.raises(ValueError, match="base <= cap"):
+            BackoffLimiter(base=1.0, cap=0.5)
