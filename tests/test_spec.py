@@ -304,14 +304,24 @@ class TestCrossFieldRules:
         message = errors_of(doc)["/layout/stripTiles"]
         assert "below the 120 px minimum" in message and "at most 6 fit" in message
 
-    def test_speaker_strip_too_wide_leaves_no_main_tile(self) -> None:
+    def test_speaker_strip_leaves_the_main_tile_too_small(self) -> None:
+        doc = spec_doc(
+            canvas={"width": 120, "height": 120},
+            layout={"template": "speaker", "stripFraction": 0.05, "aspect": "1:1", "stripTiles": 1},
+        )
+        assert errors_of(doc) == {
+            "/layout/stripFraction": "leaves the main tile 114x114 px on the 120x120 canvas, "
+            "below the 120 px minimum; lower it"
+        }
+
+    def test_speaker_strip_too_narrow_for_one_tile(self) -> None:
         doc = spec_doc(
             canvas={"width": 236, "height": 240},
             layout={"template": "speaker", "stripFraction": 0.5, "aspect": "1:1", "stripTiles": 1},
         )
         assert errors_of(doc) == {
-            "/layout/stripFraction": "leaves the main tile 118x118 px on the 236x240 canvas, "
-            "below the 120 px minimum; lower it"
+            "/layout/stripTiles": "1 strip tiles of 76x76 px are below the 120 px minimum on "
+            "the 236x240 canvas: not even one fits; raise stripFraction or enlarge the canvas"
         }
 
     def test_floating_overlay_must_fit(self) -> None:
