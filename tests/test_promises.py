@@ -495,3 +495,23 @@ class TestEdgesFoundByMutation:
         assert [limiter.when("k") for _ in range(3)] == [1.0, 1.0, 1.0]
         with pytest.raises(ValueError, match="base <= cap"):
             BackoffLimiter(base=1.0, cap=0.5)
+
+    @pytest.mark.anyio
+    async def test_a_failed_reconcile_is_described_and_a_stopping_daemon_is_not_ready(
+        self, tmp_path: Path
+    ) -> None:
+        emulator_app = create_emulator(EmulatorConfig(seed=1))
+        emulator_app.state.emulator.add_fault("create", "503")
+        daemon = _daemon(_spec_dir(tmp_path), emulator_app)
+        await daemon.start()
+        try:
+            assert daemon.ready()[0] is True
+            daemon.host_joined("lobby", 101)
+            await daemon.reconcile_now("lobby")
+            error = daemon.get("lobby").last_error
+            assert error is not None and "503" in error
+        finally:
+            await daemon.stop()
+            ready, checks = daemon.ready()
+            await daemon.aclose()
+        assert (ready, checks["running"]) == (False, False)
