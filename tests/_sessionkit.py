@@ -10,7 +10,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -88,7 +88,14 @@ class Emulated:
         self.app = create_app(emulator=self.emulator)
         self._transports: list[SyncASGITransport] = []
 
-    def client(self, *, retries: int = 3) -> Client:
+    def client(
+        self,
+        *,
+        retries: int = 3,
+        backoff: float = 0.0,
+        sleep: Callable[[float], None] = no_wait,
+    ) -> Client:
+        """A client on its own transport, backing off ``backoff`` seconds through ``sleep``."""
         transport = SyncASGITransport(self.app)
         self._transports.append(transport)
         return Client(
@@ -97,8 +104,8 @@ class Emulated:
             customer_key=DEFAULT_CUSTOMER_KEY,
             customer_secret=DEFAULT_CUSTOMER_SECRET,
             transport=transport,
-            retry=RetryPolicy(delays=(0.0,) * retries, jitter=0.0),
-            sleep=no_wait,
+            retry=RetryPolicy(delays=(backoff,) * retries, jitter=0.0),
+            sleep=sleep,
         )
 
     def async_client(self, *, retries: int = 3) -> AsyncClient:

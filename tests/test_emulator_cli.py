@@ -9,12 +9,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+from _sessionkit import emulator_process
 from emulator_helpers import av_transcoder, body, update_params
 
 from layoutsync.cli import build_parser, main
@@ -184,54 +183,14 @@ def test_emulator_process_end_to_end(tmp_path: Path) -> None:
     assert "Traceback" not in printed
 
 
-@contextmanager
-def _emulator_process(tmp_path: Path, *flags: str) -> Iterator[str]:
-    """``layoutsync emulator --port 0 FLAGS`` as a real process; yields its base URL."""
-    command = [sys.executable, "-m", "layoutsync", "emulator", "--port", "0", "--seed", "3"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    for name in ("LAYOUTSYNC_APP_ID", "LAYOUTSYNC_CUSTOMER_KEY", "LAYOUTSYNC_CUSTOMER_SECRET"):
-        env.pop(name, None)
-    process = subprocess.Popen(
-        [*command, *flags],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
-    output: queue.Queue = queue.Queue()
-    threading.Thread(target=_lines, args=(process.stdout, output), daemon=True).start()
-    seen: list[str] = []
-    try:
-        while True:
-            line = output.get(timeout=30)  # bounded wait for readiness
-            assert line is not None, "emulator exited early:\n" + "".join(seen)
-            seen.append(line)
-            found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-            if found:
-                break
-        yield found.group(1)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-    while (line := output.get(timeout=5)) is not None:
-        seen.append(line)
-    printed = "".join(seen)
-    assert process.returncode == 0, printed
-    assert "Traceback" not in printed
-
-
 @pytest.mark.e2e
-def test_a_real_process_fails_like_a_network(tmp_path: Path) -> None:
+def test_a_real_process_fails_like_a_network() -> None:
     """disconnect and commit-disconnect close the socket before any response byte; late holds
     the answer past the client's timeout and applies the call afterwards."""
     flags = ["--fault", "delete:disconnect", "--fault", "update:commit-disconnect"]
     flags += ["--fault", "create:late", "--fault-delay", "1.0"]
-    with _emulator_process(tmp_path, *flags) as base_url:
+    with emulator_process("--seed", "3", *flags) as running:
+        base_url = running.base_url
         api = f"/v1/projects/{DEFAULT_APP_ID}/rtsc/cloud-transcoder"
         auth = (DEFAULT_CUSTOMER_KEY, DEFAULT_CUSTOMER_SECRET)
         with httpx.Client(base_url=base_url, auth=auth, timeout=0.3) as client:

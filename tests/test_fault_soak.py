@@ -18,14 +18,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from _sessionkit import GRID, Clock, Emulated, live_equals_desired, make_spec
 
-from layoutsync.api.client import Client, RetryPolicy
+from layoutsync.api.client import Client
 from layoutsync.apply import Session
-from layoutsync.emulator import (
-    DEFAULT_APP_ID,
-    DEFAULT_CUSTOMER_KEY,
-    DEFAULT_CUSTOMER_SECRET,
-    SyncASGITransport,
-)
 from layoutsync.emulator.faults import DEFAULT_RANDOM_ACTIONS, NETWORK_ACTIONS
 from layoutsync.store import MemoryStore
 
@@ -46,19 +40,7 @@ def _short_sleep(seconds: float) -> None:
 def _client(
     emulated: Emulated, backoff: float, sleep: Callable[[float], None] = _short_sleep
 ) -> Client:
-    """A client on its own in-process transport, backing off ``backoff`` seconds with
-    ``sleep``."""
-    transport = SyncASGITransport(emulated.app)
-    emulated._transports.append(transport)  # closed with the emulator
-    return Client(
-        base_url="http://emulator.test",
-        app_id=DEFAULT_APP_ID,
-        customer_key=DEFAULT_CUSTOMER_KEY,
-        customer_secret=DEFAULT_CUSTOMER_SECRET,
-        transport=transport,
-        retry=RetryPolicy(delays=(backoff,) * 3, jitter=0.0),
-        sleep=sleep,
-    )
+    return emulated.client(backoff=backoff, sleep=sleep)
 
 
 def _late_calls_done(emulated: Emulated) -> None:

@@ -189,10 +189,18 @@ class TestDaemonClient:
 class TestDefaultBind:
     """With no address flag, the daemon and the emulator bind loopback."""
 
-    def test_the_daemon_binds_127_0_0_1_by_default(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    @pytest.mark.parametrize(
+        ("verb", "expected"), [("daemon", ("127.0.0.1", 8080)), ("emulator", ("127.0.0.1", 8089))]
+    )
+    def test_binds_127_0_0_1_by_default(
+        self,
+        verb: str,
+        expected: tuple[str, int],
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
     ) -> None:
-        from layoutsync.cli import daemon as daemon_cli
+        import importlib
 
         bound: list[tuple[str, int]] = []
 
@@ -200,33 +208,21 @@ class TestDefaultBind:
             bound.append((host, port))
             raise OSError("not binding in a test")
 
-        monkeypatch.setattr(daemon_cli, "_bind", refuse)
-        monkeypatch.setenv("LAYOUTSYNC_API_TOKEN", "t")
-        monkeypatch.setenv("LAYOUTSYNC_NCS_SECRET", "s")
-        monkeypatch.setenv("LAYOUTSYNC_APP_ID", DEFAULT_APP_ID)
-        monkeypatch.setenv("LAYOUTSYNC_CUSTOMER_KEY", DEFAULT_CUSTOMER_KEY)
-        monkeypatch.setenv("LAYOUTSYNC_CUSTOMER_SECRET", DEFAULT_CUSTOMER_SECRET)
-        config = _spec_dir(tmp_path)
-        code = main(["daemon", "--config", str(config), "--state", str(tmp_path / "s.db")])
-        assert code == 1
-        assert bound == [("127.0.0.1", 8080)]
+        monkeypatch.setattr(importlib.import_module(f"layoutsync.cli.{verb}"), "_bind", refuse)
+        argv = [verb]
+        if verb == "daemon":
+            for name, value in [
+                ("LAYOUTSYNC_API_TOKEN", "t"),
+                ("LAYOUTSYNC_NCS_SECRET", "s"),
+                ("LAYOUTSYNC_APP_ID", DEFAULT_APP_ID),
+                ("LAYOUTSYNC_CUSTOMER_KEY", DEFAULT_CUSTOMER_KEY),
+                ("LAYOUTSYNC_CUSTOMER_SECRET", DEFAULT_CUSTOMER_SECRET),
+            ]:
+                monkeypatch.setenv(name, value)
+            argv += ["--config", str(_spec_dir(tmp_path)), "--state", str(tmp_path / "s.db")]
+        assert main(argv) == 1
+        assert bound == [expected]
         assert "not binding in a test" in capsys.readouterr().err
-
-    def test_the_emulator_binds_127_0_0_1_by_default(
-        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-    ) -> None:
-        from layoutsync.cli import emulator as emulator_cli
-
-        bound: list[tuple[str, int]] = []
-
-        def refuse(host: str, port: int) -> Any:
-            bound.append((host, port))
-            raise OSError("not binding in a test")
-
-        monkeypatch.setattr(emulator_cli, "_bind", refuse)
-        assert main(["emulator"]) == 1
-        assert bound == [("127.0.0.1", 8089)]
-        capsys.readouterr()
 
 
 class TestDaemonLoop:
