@@ -511,3 +511,61 @@ class TestEdgesFoundByMutation:
             ready, checks = daemon.ready()
             await daemon.aclose()
         assert (ready, checks["running"]) == (False, False)
+
+
+class _EndsOnce:
+    """A client whose first Create answers a task that has already ended (a task that dies
+    at birth), or, with ``via_query``, a 202 whose confirming Query finds it ended."""
+
+    def __init__(self, client: Any, *, via_query: bool) -> None:
+        self._client = client
+        self._via_query = via_query
+        self._pending = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def create(self, *args: Any, **kwargs: Any) -> Any:
+        from layoutsync.api.models import Accepted, Call, Task
+
+        answer = self._client.create(*args, **kwargs)
+        if not self._pending:
+            return answer
+        if self._via_query:
+            return Accepted(Call.CREATE, answer.request_id, answer.task_id)
+        self._pending = False
+        self._client.delete(answer.task_id, args[0])  # it really is gone
+        return Task(answer.task_id, "STOPPED", None, None, None)
+
+    def query(self, *args: Any, **kwargs: Any) -> Any:
+        from layoutsync.api.models import Task
+
+        answer = self._client.query(*args, **kwargs)
+        if self._via_query and self._pending:
+            self._pending = False
+            self._client.delete(*args)  # it really is gone
+            return Task(answer.task_id, "STOPPED", None, None, None)
+        return answer
+
+
+@pytest.mark.parametrize("via_query", [False, True])
+def test_a_task_that_ends_as_it_is_created_is_made_again(
+    emulated: Emulated, via_query: bool
+) -> None:
+    s = Session(
+        make_spec(),
+        client=_EndsOnce(emulated.client(), via_query=via_query),
+        store=MemoryStore(),
+        clock=Clock(),
+        sleep=no_wait,
+    )
+    s.set_hosts([101])
+    result = s.reconcile()
+    result.raise_for_error()
+    first = ("acquire", "create", "query") if via_query else ("acquire", "create")
+    assert result.calls == (*first, "acquire", "create")
+    assert result.plan is not None
+    reason = "ended right after Create answered 202" if via_query else "had already ended"
+    assert any(reason in r for r in result.plan.reasons), result.plan.reasons
+    live = [t["taskId"] for t in emulated.tasks(INSTANCE)]
+    assert result.task_id in live
