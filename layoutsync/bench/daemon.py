@@ -14,6 +14,10 @@ half of them as signed NCS webhooks, half as API calls), JSON logging at
 ``info`` (to a null stream), the heap policy the daemon runs with
 (``layoutsync.daemon.heap``), and the emulator behind the client.
 
+Events are sent open loop, as NCS and API callers send them: on time,
+whether or not the answers to earlier ones have come (each answer waits for
+the durable write of its change; ``event_to_ack`` is that wait).
+
 Event-to-request latency: an event is stamped just before the bench sends
 it; a probe transport in front of the emulator stamps each Create/Update
 as it leaves the client. The request serves the events of its session that
@@ -377,29 +381,16 @@ async def _child(load: Load) -> dict[str, Any]:
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://daemon.bench"
     ) as api:
-        cpu_started = time.process_time()
-        started = time.perf_counter()
-        total = int(load.rate * load.seconds)
-        for index in range(total):
-            due = started + index / load.rate
-            delay = due - time.perf_counter()
-            await asyncio.sleep(delay if delay > 0 else 0)
-            name = names[rng.randrange(len(names))]
-            present = hosts[name]
-            now = time.perf_counter()
-            old = [entry for entry in present if entry[1] < now - 1.0]
-            joining = len(present) <= 2 or not old or (len(present) < 8 and rng.random() < 0.5)
-            if joining:
-                uid = next_uid[name]
-                next_uid[name] += 1
-                present.append((uid, now))
-            else:
-                entry = old[rng.randrange(len(old))]
-                present.remove(entry)
-                uid = entry[0]
+        inflight: set[asyncio.Task[None]] = set()
+        failures: list[BaseException] = []
+
+        def settle(task: asyncio.Task[None]) -> None:
+            inflight.discard(task)  # 30,000 finished tasks would weigh on the RSS figure
+            if not task.cancelled() and task.exception() is not None:
+                failures.append(task.exception())  # type: ignore[arg-type]
+
+        async def deliver(index: int, name: str, uid: int, joining: bool, sent_at: float) -> None:
             seq = index + 1
-            sent_at = time.perf_counter()
-            probe.pending[name].append((sent_at, uid, joining))
             if index % 2:
                 method = "PUT" if joining else "DELETE"
                 response = await api.request(
@@ -425,8 +416,39 @@ async def _child(load: Load) -> dict[str, Any]:
             if response.status_code != expected:
                 raise RuntimeError(f"event {index}: {response.status_code} {response.text}")
             acks.append(time.perf_counter() - sent_at)
+
+        cpu_started = time.process_time()
+        started = time.perf_counter()
+        total = int(load.rate * load.seconds)
+        for index in range(total):
+            due = started + index / load.rate
+            delay = due - time.perf_counter()
+            await asyncio.sleep(delay if delay > 0 else 0)
+            name = names[rng.randrange(len(names))]
+            present = hosts[name]
+            now = time.perf_counter()
+            old = [entry for entry in present if entry[1] < now - 1.0]
+            joining = len(present) <= 2 or not old or (len(present) < 8 and rng.random() < 0.5)
+            if joining:
+                uid = next_uid[name]
+                next_uid[name] += 1
+                present.append((uid, now))
+            else:
+                entry = old[rng.randrange(len(old))]
+                present.remove(entry)
+                uid = entry[0]
+            sent_at = time.perf_counter()
+            probe.pending[name].append((sent_at, uid, joining))
+            # open loop, as NCS and API callers are: the next event does not wait for
+            # this one's answer (which now waits for its durable write)
+            task = asyncio.create_task(deliver(index, name, uid, joining, sent_at))
+            inflight.add(task)
+            task.add_done_callback(settle)
             events += 1
         produced = time.perf_counter() - started
+        await asyncio.gather(*inflight)
+        if failures:
+            raise failures[0]
         await drained(time.perf_counter() + 120)
         cpu = time.process_time() - cpu_started
         wall = time.perf_counter() - started
