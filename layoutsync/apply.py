@@ -103,6 +103,7 @@ import anyio
 
 from .api.client import AsyncClient, Client
 from .api.models import Accepted, BuilderToken, Task
+from .canonical import canonical_hash
 from .compile import Compiled, SlotAssignment, compile_layout
 from .errors import (
     ApiError,
@@ -126,6 +127,7 @@ from .store import (
     has_fingerprints,
     restore_tokens,
 )
+from .tokens import TaskTokenProvider, TaskTokens, TokenChoice, TokenMinter, with_tokens
 from .validate import MAX_UID, is_host_uid
 
 __all__ = [
@@ -378,6 +380,7 @@ class _SessionCore:
         name: str | None,
         clock: Callable[[], float],
         durable_inputs: bool = True,
+        tokens: TokenMinter | None = None,
     ) -> None:
         self._spec = spec
         self._client = client
@@ -403,6 +406,10 @@ class _SessionCore:
         #: request ids of the reconcile under way (None between reconciles)
         self._request_ids: list[str] | None = None
         self._snapshot = Inputs(self._hosts, self._speaker, spec.fingerprint)
+        #: minted rtcTokens (``tokens`` in the spec): the provider, and this compile's choice
+        self._minter = tokens
+        self._token_provider: TaskTokenProvider | None = None
+        self._token_choice: TokenChoice | None = None
 
     @property
     def _log(self) -> Any:
@@ -557,6 +564,8 @@ class _SessionCore:
     def _fast_result(self) -> ReconcileResult | None:
         fast = self._fast
         if fast is not None and fast[0] == (self._hosts, self._speaker, self._spec.fingerprint):
+            if fast[1].requeue_after is not None:
+                return self._still_fast(fast[1])  # a token renewal may be due
             return fast[1]
         return None
 
@@ -567,7 +576,14 @@ class _SessionCore:
 
     def _compile(self, inputs: Inputs) -> Compiled:
         state = self._state
-        compiled = compile_layout(self._spec, inputs.hosts, inputs.speaker, _slots_of(state.slots))
+        choice = self._token_choice = self._choose_tokens()
+        compiled = compile_layout(
+            self._spec,
+            inputs.hosts,
+            inputs.speaker,
+            _slots_of(state.slots),
+            tokens=choice.pair if choice is not None else None,
+        )
         self._compiled = compiled
         if (
             compiled.body is not None
@@ -594,13 +610,14 @@ class _SessionCore:
 
     def _plan_for(self, compiled: Compiled) -> Plan:
         spec = self._spec
-        return make_plan(
+        plan = make_plan(
             compiled.body,
             compiled.body_hash,
             self._live(),
             instance_id=spec.instance_id,
             on_empty="delete" if spec.on_empty == "delete" else "idle",
         )
+        return self._token_notes(plan)
 
     def _plan_now(self) -> Plan:
         """``plan()``: the plan a reconcile would start from; no request, no write."""
@@ -647,6 +664,7 @@ class _SessionCore:
             applied_inputs=None,
             intent=None,
             idle_since=None,
+            tokens=None,
         )
 
     # --- reconcile -----------------------------------------------------------------------------
@@ -701,9 +719,9 @@ class _SessionCore:
                 request_ids=request_ids,
             )
             return result
-        result = self._result(plan, calls)
+        result = self._token_wait(self._result(plan, calls))
         if self._state.intent is None:
-            self._fast = (inputs, self._noop_result())
+            self._fast = (inputs, self._token_wait(self._noop_result()))
         (log.info if calls else log.debug)(
             "reconcile.done",
             action=result.action,
@@ -786,6 +804,89 @@ class _SessionCore:
         since = self._state.idle_since
         return since is not None and self._clock() - since > self._spec.idle_timeout
 
+    # --- minted tokens (``layoutsync.tokens``) ---------------------------------------------------
+
+    def _tokens(self) -> TaskTokenProvider | None:
+        """The token provider for the current spec (None: the spec gives its tokens)."""
+        settings = self._spec.token_settings
+        if settings is None:
+            return None
+        provider = self._token_provider
+        if provider is None or provider.settings != settings:
+            minter = self._minter
+            if minter is None or minter.settings != settings:
+                app_id = getattr(self._client, "app_id", None)
+                minter = self._minter = TokenMinter(
+                    settings, app_id=app_id if isinstance(app_id, str) else None
+                )
+            provider = self._token_provider = TaskTokenProvider(minter)
+        return provider
+
+    def _choose_tokens(self) -> TokenChoice | None:
+        provider = self._tokens()
+        if provider is None:
+            return None
+        state = self._state
+        choice = provider.choose(
+            self._spec, state.tokens, has_task=state.task_id is not None, now=self._clock()
+        )
+        if choice.warning is not None:
+            self._log.warning("tokens.output_expiring", detail=choice.warning)
+        return choice
+
+    def _chosen_tokens(self) -> Any:
+        choice = self._token_choice
+        return None if choice is None else choice.tokens.to_json()
+
+    def _creation_body(self, plan: Plan, now: float) -> tuple[Any, str | None, Any]:
+        """The Create's body, hash and token recipes: tokens are minted when a task is made."""
+        provider = self._tokens()
+        if provider is None:
+            return plan.body, plan.body_hash, None
+        made = provider.for_create(self._spec, self._token_choice, now)
+        if made is None:
+            return plan.body, plan.body_hash, self._chosen_tokens()
+        recipes, (input_token, output_token) = made
+        assert plan.body is not None
+        body = with_tokens(plan.body, input_token, output_token)
+        return body, canonical_hash(body), recipes.to_json()
+
+    def _token_notes(self, plan: Plan) -> Plan:
+        """Renewal notes, and when each token of the live task expires, as plan reasons."""
+        choice = self._token_choice
+        if choice is None:
+            return plan
+        notes = list(choice.notes)
+        live = TaskTokenProvider.live_expiry(self._state.tokens) if self._state.task_id else None
+        if live is not None:
+            notes.append(live)
+        if not notes:
+            return plan
+        return dataclasses.replace(plan, reasons=(*plan.reasons, *notes))
+
+    def _token_due(self) -> float | None:
+        provider = self._tokens()
+        if provider is None or self._state.task_id is None:
+            return None
+        return provider.due(self._state.tokens, self._clock())
+
+    def _token_wait(self, result: ReconcileResult) -> ReconcileResult:
+        """``result`` asking for a reconcile when the task's tokens next need one."""
+        if result.error is not None or result.requeue_after is not None:
+            return result  # errors and unknown outcomes have their own requeue
+        due = self._token_due()
+        if due is None:
+            return result
+        return dataclasses.replace(result, requeue_after=max(0.0, due - self._clock()))
+
+    def _still_fast(self, result: ReconcileResult) -> ReconcileResult | None:
+        """The cached noop, unless a token renewal (or warning) has come due since."""
+        due = self._token_due()
+        if due is None:
+            return dataclasses.replace(result, requeue_after=None)
+        now = self._clock()
+        return None if due <= now else dataclasses.replace(result, requeue_after=due - now)
+
     # --- resuming after a crash ----------------------------------------------------------------
 
     def _token_fresh(self) -> bool:
@@ -846,6 +947,7 @@ class _SessionCore:
             raise
         now = self._clock()
         compiled = self._compiled
+        body, body_hash, minted = self._creation_body(plan, now)
         yield from self._save(
             instance_id=spec.instance_id,
             builder_token=token.token,
@@ -854,10 +956,11 @@ class _SessionCore:
             intent=Intent(
                 "create",
                 at=now,
-                body=plan.body,
-                body_hash=plan.body_hash,
+                body=body,
+                body_hash=body_hash,
                 inputs=self._snapshot,
                 slots=_slots_json(compiled.slots) if compiled else None,
+                tokens=minted,
             ),
         )
         return (yield from self._send_create(calls))
@@ -909,6 +1012,7 @@ class _SessionCore:
             intent=None,
             orphan=None,
             idle_since=None,
+            tokens=intent.tokens,
         )
         self._log.debug("transcoder.created", taskId=task_id, request_id=result.request_id)
         if isinstance(result, Task) and result.ended:
@@ -967,6 +1071,7 @@ class _SessionCore:
             intent=None,
             orphan=None,
             idle_since=None,
+            tokens=orphan.tokens,
         )
         self._log.debug("transcoder.adopted", taskId=found.task_id)
         return found.task_id
@@ -998,6 +1103,7 @@ class _SessionCore:
             body_hash=plan.body_hash,
             inputs=self._snapshot,
             slots=_slots_json(compiled.slots) if compiled else None,
+            tokens=self._chosen_tokens(),
         )
         yield from self._save(sequence_id=sequence, intent=intent)
         calls.append("update")
@@ -1025,6 +1131,7 @@ class _SessionCore:
             slots=intent.slots,
             intent=None,
             idle_since=None,
+            tokens=intent.tokens,
         )
         self._log.debug(
             "transcoder.updated",
@@ -1188,6 +1295,8 @@ class Session(_SessionCore):
     (token ages must survive restarts), ``sleep`` waits between 202 polls.
     ``durable_inputs`` (default True): a host/speaker change that returned is in
     ``store`` (see "Durable desired state" above).
+    ``tokens`` mints the rtcTokens of a spec with ``tokens`` (default: a
+    ``TokenMinter`` for the spec, with the client's App ID, see ``layoutsync.tokens``).
     """
 
     def __init__(
@@ -1200,9 +1309,16 @@ class Session(_SessionCore):
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], object] = time.sleep,
         durable_inputs: bool = True,
+        tokens: TokenMinter | None = None,
     ) -> None:
         super().__init__(
-            spec, client=client, store=store, name=name, clock=clock, durable_inputs=durable_inputs
+            spec,
+            client=client,
+            store=store,
+            name=name,
+            clock=clock,
+            durable_inputs=durable_inputs,
+            tokens=tokens,
         )
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -1275,9 +1391,16 @@ class AsyncSession(_SessionCore):
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
         durable_inputs: bool = True,
+        tokens: TokenMinter | None = None,
     ) -> None:
         super().__init__(
-            spec, client=client, store=store, name=name, clock=clock, durable_inputs=durable_inputs
+            spec,
+            client=client,
+            store=store,
+            name=name,
+            clock=clock,
+            durable_inputs=durable_inputs,
+            tokens=tokens,
         )
         self._sleep = sleep
         self._lock = _IdleFreeLock()

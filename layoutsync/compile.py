@@ -118,9 +118,11 @@ def compile_layout(
     previous: SlotAssignment | Compiled | None = None,
     *,
     env: Mapping[str, str] | None = None,
+    tokens: tuple[str, str] | None = None,
 ) -> Compiled:
-    """Compile and validate; ``env`` (default ``os.environ``) resolves ``env:`` tokens."""
-    compiled = compile_unchecked(spec, hosts, speaker, previous, env=env)
+    """Compile and validate; ``env`` (default ``os.environ``) resolves ``env:`` tokens.
+    ``tokens`` (input, output) overrides the spec's: a session's minted tokens."""
+    compiled = compile_unchecked(spec, hosts, speaker, previous, env=env, tokens=tokens)
     if compiled.body is not None:
         errors = check_request(compiled.body)
         if errors:
@@ -138,6 +140,7 @@ def compile_unchecked(
     previous: SlotAssignment | Compiled | None = None,
     *,
     env: Mapping[str, str] | None = None,
+    tokens: tuple[str, str] | None = None,
 ) -> Compiled:
     """Layout and body building only, without the validation pass (benchmarks time this)."""
     order = host_order(spec, hosts)
@@ -163,7 +166,7 @@ def compile_unchecked(
     )
 
     needed = bool(audio) if spec.audio_only else bool(visible)
-    body = _body(spec, placements, audio, env) if needed else None
+    body = _body(spec, placements, audio, env, tokens) if needed else None
     return Compiled(
         body=body,
         body_hash=None if body is None else canonical_hash(body),
@@ -462,8 +465,9 @@ def _body(
     placements: tuple[Placement, ...],
     audio: tuple[int, ...],
     env: Mapping[str, str] | None,
+    tokens: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    input_token, output_token = spec.tokens(env)
+    input_token, output_token = tokens if tokens is not None else spec.tokens(env)
     channel = spec.input_channel
     transcoder: dict[str, Any] = {
         "idleTimeout": spec.idle_timeout,

@@ -59,6 +59,7 @@ __all__ = [
     "Slot",
     "SpecFileError",
     "Token",
+    "TokenSettings",
     "VideoOptions",
     "Watermark",
     "load_spec",
@@ -141,6 +142,47 @@ class Token:
     def __repr__(self) -> str:
         shown = f"env:{self.env}" if self.env is not None else "***"
         return f"Token({self.pointer}, {shown})"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSettings:
+    """``tokens``: mint the rtcTokens from the App Certificate (see ``layoutsync.tokens``).
+
+    The certificate stays a reference (``env:NAME`` or ``file:PATH``), read each time a
+    token is minted, so the spec holds no secret and a rotated file is picked up.
+    """
+
+    certificate_env: str | None = None
+    certificate_file: str | None = None
+    lifetime: int = 86400
+    renew_before: int = 3600
+    output_expiry: str = "warn"  #: "warn" or "replace" (a scheduled Delete + Create)
+
+    def certificate(self, environ: Mapping[str, str] | None = None) -> str:
+        """The App Certificate; a missing variable or unreadable file is a ``SpecError``."""
+        where = "/tokens/appCertificate"
+        if self.certificate_env is not None:
+            value = (os.environ if environ is None else environ).get(self.certificate_env)
+            if not value:
+                raise SpecError(where, f"environment variable {self.certificate_env} is not set")
+            return value.strip()
+        assert self.certificate_file is not None
+        try:
+            value = Path(self.certificate_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            raise SpecError(where, f"cannot read {self.certificate_file}: {reason}") from None
+        if not value:
+            raise SpecError(where, f"{self.certificate_file} is empty")
+        return value
+
+    def __repr__(self) -> str:
+        shown = (
+            f"env:{self.certificate_env}"
+            if self.certificate_env is not None
+            else f"file:{self.certificate_file}"
+        )
+        return f"TokenSettings({shown}, lifetime={self.lifetime}, renew_before={self.renew_before})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +296,8 @@ class LayoutSpec:
     source: str | None = None
     raw: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
     frames: SpeakerFrames | FloatingFrames | None = field(default=None, repr=False)
+    #: ``tokens``: minted rtcTokens (None: ``input.token``/``output.token`` as given)
+    token_settings: TokenSettings | None = None
 
     @property
     def audio_only(self) -> bool:
@@ -273,7 +317,15 @@ class LayoutSpec:
         return inner_area(self.canvas.width, self.canvas.height, self.layout.padding)
 
     def tokens(self, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
-        """(input token, output token), resolved; every missing variable in one SpecError."""
+        """(input token, output token), resolved; every missing variable in one SpecError.
+
+        With ``tokens`` (minted) this mints a fresh pair valid from now, for showing a
+        body (``compile --show-secrets``); a session mints and keeps its task's own.
+        """
+        if self.token_settings is not None:
+            from .tokens import TokenMinter  # the token library only where tokens are minted
+
+            return TokenMinter(self.token_settings, environ=environ).fresh_pair(self)
         values: list[str] = []
         problems: list[FieldError] = []
         for token in (self.input_token, self.output_token):
@@ -404,6 +456,11 @@ def _normalize(document: dict[str, Any]) -> dict[str, Any]:
     doc.setdefault("onEmpty", "idle")
     doc.setdefault("audio", "hosts")
     doc.setdefault("watermarks", [])
+    tokens = doc.get("tokens")
+    if tokens is not None:
+        tokens.setdefault("lifetime", 86400)
+        tokens.setdefault("renewBefore", min(3600, tokens["lifetime"] // 2))
+        tokens.setdefault("outputExpiry", "warn")
     for mark in doc["watermarks"]:
         mark.setdefault("zOrder", 100)
     video = doc["output"].get("video")
@@ -453,14 +510,17 @@ class _Builder:
                 "use 'hosts' or 'channel'",
             )
         watermarks = tuple(self.watermarks(doc["watermarks"], canvas))
+        settings = self.token_settings(doc.get("tokens"), source)
+        input_token = self.given_token("/input/token", doc["input"].get("token"), settings)
+        output_token = self.given_token("/output/token", out.get("token"), settings)
         capacity, frames = (0, None) if video is None else self.geometry(layout, canvas)
         return LayoutSpec(
             instance_id=doc["instanceId"],
             input_channel=doc["input"]["channel"],
-            input_token=self.token("/input/token", doc["input"]["token"]),
+            input_token=input_token,
             output_channel=out["channel"],
             output_uid=out["uid"],
-            output_token=self.token("/output/token", out["token"]),
+            output_token=output_token,
             video=video,
             audio_profile=(out.get("audio") or {}).get("profile"),
             canvas=canvas,
@@ -475,6 +535,58 @@ class _Builder:
             source=source,
             raw=_freeze(doc),
             frames=frames,
+            token_settings=settings,
+        )
+
+    def given_token(self, pointer: str, value: str | None, settings: TokenSettings | None) -> Token:
+        """``input.token``/``output.token``: required without ``tokens``, absent with it."""
+        if settings is not None:
+            if value is not None:
+                self.error(
+                    pointer,
+                    "must be absent when a top-level 'tokens' object mints the tokens; "
+                    "remove it, or remove 'tokens' to give tokens yourself",
+                )
+            return Token(pointer)
+        if value is None:
+            self.error(
+                pointer,
+                'is required: give the token (literal or "env:NAME"), or a top-level '
+                "'tokens' object to mint tokens from the App Certificate",
+            )
+            return Token(pointer)
+        return self.token(pointer, value)
+
+    def token_settings(
+        self, tokens: Mapping[str, Any] | None, source: str | None
+    ) -> TokenSettings | None:
+        if tokens is None:
+            return None
+        reference: str = tokens["appCertificate"]
+        lifetime: int = tokens["lifetime"]
+        renew_before: int = tokens["renewBefore"]
+        if renew_before * 2 > lifetime:
+            self.error(
+                "/tokens/renewBefore",
+                f"{renew_before} s is more than half the lifetime ({lifetime} s): tokens would be "
+                "renewed again soon after each renewal; lower it or raise tokens.lifetime",
+            )
+        kind, _, value = reference.partition(":")
+        if kind == "env":
+            return TokenSettings(
+                certificate_env=value,
+                lifetime=lifetime,
+                renew_before=renew_before,
+                output_expiry=tokens["outputExpiry"],
+            )
+        path = Path(value).expanduser()
+        if not path.is_absolute() and source is not None:
+            path = Path(source).resolve().parent / path  # relative to the spec file
+        return TokenSettings(
+            certificate_file=str(path),
+            lifetime=lifetime,
+            renew_before=renew_before,
+            output_expiry=tokens["outputExpiry"],
         )
 
     def token(self, pointer: str, value: str) -> Token:

@@ -209,6 +209,8 @@ class Intent:
     slots: Any = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
     token_acquired_at: float | None = None
+    #: minted rtcTokens: the recipes (``layoutsync.tokens.TaskTokens``) ``body`` carries
+    tokens: Any = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -222,6 +224,7 @@ class Intent:
             "slots": self.slots,
             "token": self.token,
             "token_acquired_at": self.token_acquired_at,
+            "tokens": self.tokens,
         }
 
     @classmethod
@@ -237,6 +240,7 @@ class Intent:
             slots=data.get("slots"),
             token=data.get("token"),
             token_acquired_at=data.get("token_acquired_at"),
+            tokens=data.get("tokens"),
         )
 
 
@@ -270,6 +274,9 @@ class SessionState:
     intent: Intent | None = None
     orphan: Intent | None = None
     updated_at: float = 0.0
+    #: minted rtcTokens of the task: their recipes as JSON (issue time, salt, lifetime;
+    #: ``layoutsync.tokens.TaskTokens``), never a token
+    tokens: Any = None
 
 
 @runtime_checkable
@@ -687,6 +694,7 @@ class SqliteStore:
                 speaker=desired.get("speaker"),
                 slots=desired.get("slots"),
                 idle_since=desired.get("idle_since"),
+                tokens=desired.get("tokens"),
                 intent=Intent.from_json(orjson.loads(intent)) if intent else None,
                 orphan=Intent.from_json(orjson.loads(orphan)) if orphan else None,
                 updated_at=values["updated_at"],
@@ -735,6 +743,8 @@ def _encode(state: SessionState, fingerprint: Callable[[str], str]) -> tuple[Any
         "slots": state.slots,
         "idle_since": state.idle_since,
     }
+    if state.tokens is not None:
+        desired["tokens"] = state.tokens  # a JSON value: no column of its own, no migration
     try:
         return (
             state.name,
