@@ -410,6 +410,7 @@ class _SessionCore:
         self._minter = tokens
         self._token_provider: TaskTokenProvider | None = None
         self._token_choice: TokenChoice | None = None
+        self._token_due_at: float | None = None  #: when the cached noop stops holding
 
     @property
     def _log(self) -> Any:
@@ -858,11 +859,14 @@ class _SessionCore:
             return plan
         notes = list(choice.notes)
         live = TaskTokenProvider.live_expiry(self._state.tokens) if self._state.task_id else None
-        if live is not None:
-            notes.append(live)
-        if not notes:
+        if not notes and live is None:
             return plan
-        return dataclasses.replace(plan, reasons=(*plan.reasons, *notes))
+        reasons = plan.reasons
+        if plan.action == "update" and all(c.path[-1:] == ("rtcToken",) for c in plan.changes):
+            reasons = ()  # a renewal alone: its note says why, not "hosts or regions changed"
+        return dataclasses.replace(
+            plan, reasons=(*notes, *reasons, *((live,) if live is not None else ()))
+        )
 
     def _token_due(self) -> float | None:
         provider = self._tokens()
@@ -874,18 +878,18 @@ class _SessionCore:
         """``result`` asking for a reconcile when the task's tokens next need one."""
         if result.error is not None or result.requeue_after is not None:
             return result  # errors and unknown outcomes have their own requeue
-        due = self._token_due()
+        due = self._token_due_at = self._token_due()
         if due is None:
             return result
         return dataclasses.replace(result, requeue_after=max(0.0, due - self._clock()))
 
     def _still_fast(self, result: ReconcileResult) -> ReconcileResult | None:
         """The cached noop, unless a token renewal (or warning) has come due since."""
-        due = self._token_due()
-        if due is None:
-            return dataclasses.replace(result, requeue_after=None)
+        due = self._token_due_at
         now = self._clock()
-        return None if due <= now else dataclasses.replace(result, requeue_after=due - now)
+        if due is None or due <= now:
+            return None
+        return dataclasses.replace(result, requeue_after=due - now)
 
     # --- resuming after a crash ----------------------------------------------------------------
 

@@ -108,6 +108,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="seconds the 'delay' action sleeps (default %(default)s)",
     )
     parser.add_argument("--seed", type=int, help="make builder tokens and task ids reproducible")
+    parser.add_argument(
+        "--app-certificate",
+        metavar="CERT",
+        help="check every rtcToken of Create/Update against this App Certificate (32 hex "
+        "digits, or env:NAME): AccessToken2, right App ID, channel, uid, privileges, not expired "
+        "by the emulator's clock; problems show in /_emulator/tasks",
+    )
+    parser.add_argument(
+        "--strict-tokens",
+        action="store_true",
+        help="with --app-certificate: answer a bad rtcToken with 400 naming the field "
+        "(the emulator's choice; the vendor page does not say)",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request (uvicorn)")
     parser.set_defaults(handler=run)
 
@@ -139,7 +152,20 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         faults=tuple(parse_rule(text, delay=args.fault_delay) for text in args.fault),
         random_faults=random_faults,
         seed=args.seed,
+        app_certificate=_certificate(args.app_certificate),
+        strict_tokens=args.strict_tokens,
     )
+
+
+def _certificate(value: str | None) -> str | None:
+    """``--app-certificate``: the value, or ``env:NAME`` read from the environment."""
+    if value is None or not value.startswith("env:"):
+        return value
+    name = value[len("env:") :]
+    found = os.environ.get(name)
+    if not found:
+        raise ValueError(f"--app-certificate: environment variable {name} is not set")
+    return found.strip()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -42,6 +42,16 @@ Decisions where the vendor page is silent:
   no reports counts as occupied) has been absent for longer than idleTimeout, counted
   from the latest departure but never from before Create or the last Update that
   changed the handled hosts. Checked lazily on each call and clock or presence change;
+* rtcTokens are not checked unless an App Certificate is configured
+  (``EmulatorConfig(app_certificate=...)``, ``--app-certificate``); then every token
+  of a Create/Update is checked as the service would (``emulator.tokens``: AccessToken2
+  signed with it for the call's App ID, right channel, uid 0 for inputs and the output
+  uid for the output, join/publish privileges, not expired by the emulator's clock).
+  The vendor page does not say what the service answers to a bad token; the
+  emulator's choice: the call goes through and the problem is recorded on the task
+  (``tokens.problems`` in the admin view, a ``token_problem`` event), also when an
+  applied token expires on the emulator's clock; with ``strict_tokens``
+  (``--strict-tokens``) the call is 400 naming the field;
 * faults fire after auth and rate limit, never on admin routes. "202" and "commit-*"
   apply the call first (202 returns the usual body, so a 202 Create still names its
   taskId); a commit fault on a call that fails anyway returns that failure;

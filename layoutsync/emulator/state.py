@@ -38,6 +38,7 @@ from .rules import (
     instance_id_error,
     update_violations,
 )
+from .tokens import check_body_tokens, is_certificate
 
 __all__ = [
     "BUILDER_TOKEN_TTL",
@@ -78,6 +79,9 @@ class EmulatorConfig:
     request_log_size: int = 10_000
     event_log_size: int = 10_000
     seed: int | None = None  #: makes builder tokens and task ids reproducible
+    #: check every rtcToken of Create/Update against this App Certificate (``tokens``)
+    app_certificate: str | None = field(default=None, repr=False)
+    strict_tokens: bool = False  #: a bad rtcToken is 400 naming the field (else recorded)
 
     def __post_init__(self) -> None:
         if self.retried_create not in RETRIED_CREATE_STATUSES:
@@ -92,6 +96,10 @@ class EmulatorConfig:
             raise ValueError("builder_token_ttl must be > 0 and fault_delay >= 0")
         if self.request_log_size < 1 or self.event_log_size < 1:
             raise ValueError("log sizes must be >= 1")
+        if self.app_certificate is not None and not is_certificate(self.app_certificate):
+            raise ValueError("app_certificate must be 32 hexadecimal digits")
+        if self.strict_tokens and self.app_certificate is None:
+            raise ValueError("strict_tokens needs an app_certificate to check tokens against")
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +176,10 @@ class _Task:
     last_update_at: float | None = None
     deadline: float | None = None
     version: int = 0
+    #: with an App Certificate: when each token of the applied config expires, by role
+    token_expiry: dict[str, float] = field(default_factory=dict)
+    token_problems: list[dict[str, Any]] = field(default_factory=list)
+    tokens_expired: bool = False
 
     @property
     def config(self) -> dict[str, Any]:
@@ -310,6 +322,8 @@ class Emulator:
                 task = self._tasks.get(task_id)
                 if task is not None and task.version == version:
                     self._drop_task(task, "idle_destroyed")
+            if self.config.app_certificate is not None:
+                self._expire_tokens(now)
 
     # --- authentication, rate limit, faults -----------------------------------------------------
 
@@ -465,7 +479,12 @@ class Emulator:
                     f"instanceId {token.instance_id!r} already has a live task; Delete it first",
                     "conflict",
                 )
-            task = self._new_task(token, body["services"]["cloudTranscoder"]["config"], now)
+            config = body["services"]["cloudTranscoder"]["config"]
+            checked = self._check_tokens(app_id, config["transcoder"])
+            if isinstance(checked, Reply):
+                return checked
+            task = self._new_task(token, config, now)
+            self._settle_tokens(task, checked, "create")
         return Reply(200, self._task_body(task), "created")
 
     def _retried_create(self, token: _Token) -> Reply:
@@ -527,7 +546,11 @@ class Emulator:
             violations = update_violations(task.config, transcoder)
             if violations:
                 return _error(400, "; ".join(map(str, violations)), "not-updatable")
+            checked = self._check_tokens(app_id, transcoder)
+            if isinstance(checked, Reply):
+                return checked
             self._apply(task, transcoder, sequence)
+            self._settle_tokens(task, checked, "update")
             return Reply(200, None, "applied")  # the vendor: 包体为空, an empty body
 
     def delete(self, app_id: str, task_id: str, builder_token: str | None) -> Reply:
@@ -541,6 +564,56 @@ class Emulator:
             return Reply(200, body, "deleted")
 
     # --- helpers of the calls ------------------------------------------------------------------
+
+    def _check_tokens(self, app_id: str, transcoder: Mapping[str, Any]) -> Any:
+        """With an App Certificate: every token's check, or the 400 of ``strict_tokens``."""
+        certificate = self.config.app_certificate
+        if certificate is None:
+            return None
+        checks = check_body_tokens(
+            transcoder, certificate=certificate, app_id=app_id, now=self.now()
+        )
+        bad = [check for check in checks if check.problem is not None]
+        if bad and self.config.strict_tokens:
+            text = "; ".join(f"{check.pointer}: {check.problem}" for check in bad)
+            return _error(400, text, "bad-rtc-token")
+        return checks
+
+    def _settle_tokens(self, task: _Task, checks: Any, call: str) -> None:
+        """Record the applied tokens' expiry and problems on the task (admin view, events)."""
+        if checks is None:
+            return
+        expiry: dict[str, float] = {}
+        for check in checks:
+            if check.expires_at is not None:
+                expiry[check.role] = min(expiry.get(check.role, check.expires_at), check.expires_at)
+            if check.problem is not None:
+                self._token_problem(task, check.pointer, check.problem, call)
+        task.token_expiry = expiry
+        task.tokens_expired = False
+
+    def _token_problem(self, task: _Task, pointer: str, problem: str, call: str) -> None:
+        entry = {"time": self.now(), "call": call, "field": pointer, "problem": problem}
+        task.token_problems.append(entry)
+        del task.token_problems[:-100]  # bounded: the latest hundred
+        self._event("token_problem", task, field=pointer, problem=problem, call=call)
+
+    def _expire_tokens(self, now: float) -> None:
+        """A live task whose applied token expired: recorded once per applied config."""
+        for task in self._tasks.values():
+            if task.tokens_expired or not task.token_expiry:
+                continue
+            expired = [role for role, at in task.token_expiry.items() if now >= at]
+            if expired:
+                task.tokens_expired = True
+                for role in sorted(expired):
+                    at = task.token_expiry[role]
+                    self._token_problem(
+                        task,
+                        role,
+                        f"the {role} token expired at {at:.0f} (emulator clock)",
+                        "clock",
+                    )
 
     def _new_token_name(self) -> str:
         # Standard base64 of 21..23 random bytes: "+", "/" and "=" padding appear often, so
@@ -772,6 +845,19 @@ class Emulator:
             "idleTimeout": task.idle_timeout,
             "channel": task.channel,
             "idleDeadline": task.deadline,
+            **self._token_view(task),
+        }
+
+    def _token_view(self, task: _Task) -> dict[str, Any]:
+        if self.config.app_certificate is None:
+            return {}
+        return {
+            "tokens": {
+                "checked": True,
+                "expiresAt": dict(task.token_expiry),
+                "expired": task.tokens_expired,
+                "problems": [dict(problem) for problem in task.token_problems],
+            }
         }
 
 
