@@ -39,6 +39,7 @@ from .errors import (
 from .plan import HostChange, Plan
 from .spec import LayoutSpec, SpecFileError, load_spec
 from .store import DesiredInputs, MemoryStore, SessionState, SqliteStore, StateStore
+from .tokens import TokenMinter
 from .validate import check_request, validate_request
 
 __version__ = "0.1.0"
@@ -80,6 +81,7 @@ __all__ = [
     "StateStore",
     "Task",
     "TaskNotFound",
+    "TokenMinter",
     "TransportError",
     "Unauthorized",
     "UnknownTaskConflict",

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from ..compile import Compiled, compile_layout
+from ..redact import MASK
 from ..spec import SpecFileError, load_spec
 from ._common import UsageProblem, eprint, parse_hosts, parse_uid
 
@@ -53,7 +54,10 @@ def run(args: argparse.Namespace) -> int:
     except SpecFileError as exc:
         eprint(f"error: {exc}")
         return 2
-    compiled = compile_layout(spec, hosts, speaker=speaker)
+    # Minted tokens (spec ``tokens``) are minted only to be shown: the certificate is not
+    # needed to print a body whose tokens are masked anyway.
+    masked = (MASK, MASK) if spec.token_settings is not None and not args.show_secrets else None
+    compiled = compile_layout(spec, hosts, speaker=speaker, tokens=masked)
     body = compiled.body if args.show_secrets else compiled.redacted_body()
     text = json.dumps(body, indent=2) + "\n"
     if args.out:

@@ -38,7 +38,7 @@ from .rules import (
     instance_id_error,
     update_violations,
 )
-from .tokens import check_body_tokens, is_certificate
+from .tokens import check_body_tokens, held_tokens, is_certificate
 
 __all__ = [
     "BUILDER_TOKEN_TTL",
@@ -179,7 +179,7 @@ class _Task:
     #: with an App Certificate: when each token of the applied config expires, by role
     token_expiry: dict[str, float] = field(default_factory=dict)
     token_problems: list[dict[str, Any]] = field(default_factory=list)
-    tokens_expired: bool = False
+    tokens_expired: set[str] = field(default_factory=set)  #: roles already reported expired
 
     @property
     def config(self) -> dict[str, Any]:
@@ -546,7 +546,7 @@ class Emulator:
             violations = update_violations(task.config, transcoder)
             if violations:
                 return _error(400, "; ".join(map(str, violations)), "not-updatable")
-            checked = self._check_tokens(app_id, transcoder)
+            checked = self._check_tokens(app_id, transcoder, task.config)
             if isinstance(checked, Reply):
                 return checked
             self._apply(task, transcoder, sequence)
@@ -565,13 +565,24 @@ class Emulator:
 
     # --- helpers of the calls ------------------------------------------------------------------
 
-    def _check_tokens(self, app_id: str, transcoder: Mapping[str, Any]) -> Any:
-        """With an App Certificate: every token's check, or the 400 of ``strict_tokens``."""
+    def _check_tokens(
+        self,
+        app_id: str,
+        transcoder: Mapping[str, Any],
+        applied: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """With an App Certificate: every token's check, or the 400 of ``strict_tokens``.
+        On Update a token the task already holds is not judged again (it is in use; its
+        expiry is tracked on the clock), only new ones."""
         certificate = self.config.app_certificate
         if certificate is None:
             return None
         checks = check_body_tokens(
-            transcoder, certificate=certificate, app_id=app_id, now=self.now()
+            transcoder,
+            certificate=certificate,
+            app_id=app_id,
+            now=self.now(),
+            held=held_tokens(applied) if applied is not None else frozenset(),
         )
         bad = [check for check in checks if check.problem is not None]
         if bad and self.config.strict_tokens:
@@ -589,8 +600,11 @@ class Emulator:
                 expiry[check.role] = min(expiry.get(check.role, check.expires_at), check.expires_at)
             if check.problem is not None:
                 self._token_problem(task, check.pointer, check.problem, call)
+        # a role whose token changed (renewed) may expire again, and be reported again
+        task.tokens_expired = {
+            role for role in task.tokens_expired if task.token_expiry.get(role) == expiry.get(role)
+        }
         task.token_expiry = expiry
-        task.tokens_expired = False
 
     def _token_problem(self, task: _Task, pointer: str, problem: str, call: str) -> None:
         entry = {"time": self.now(), "call": call, "field": pointer, "problem": problem}
@@ -601,11 +615,13 @@ class Emulator:
     def _expire_tokens(self, now: float) -> None:
         """A live task whose applied token expired: recorded once per applied config."""
         for task in self._tasks.values():
-            if task.tokens_expired or not task.token_expiry:
-                continue
-            expired = [role for role, at in task.token_expiry.items() if now >= at]
+            expired = [
+                role
+                for role, at in task.token_expiry.items()
+                if now >= at and role not in task.tokens_expired
+            ]
             if expired:
-                task.tokens_expired = True
+                task.tokens_expired.update(expired)
                 for role in sorted(expired):
                     at = task.token_expiry[role]
                     self._token_problem(
@@ -855,7 +871,7 @@ class Emulator:
             "tokens": {
                 "checked": True,
                 "expiresAt": dict(task.token_expiry),
-                "expired": task.tokens_expired,
+                "expired": sorted(task.tokens_expired),
                 "problems": [dict(problem) for problem in task.token_problems],
             }
         }

@@ -157,10 +157,22 @@ def _tokens_of(
         yield f"{_PREFIX}/outputs/{index}/rtc/rtcToken", "output", item.get("rtc", {}), needs
 
 
+def held_tokens(transcoder: Mapping[str, Any]) -> frozenset[Any]:
+    """The rtcTokens an applied ``transcoder`` carries."""
+    return frozenset(rtc.get("rtcToken") for _, _, rtc, _ in _tokens_of(transcoder))
+
+
 def check_body_tokens(
-    transcoder: Mapping[str, Any], *, certificate: str, app_id: str, now: float
+    transcoder: Mapping[str, Any],
+    *,
+    certificate: str,
+    app_id: str,
+    now: float,
+    held: frozenset[Any] = frozenset(),
 ) -> list[TokenCheck]:
-    """Every rtcToken of a (schema-valid) ``transcoder``; each distinct token checked once."""
+    """Every rtcToken of a (schema-valid) ``transcoder``; each distinct token checked once.
+    A token in ``held`` (the task already uses it) is not judged expired again: its
+    expiry is reported, and tracked on the clock by the caller."""
     checks: list[TokenCheck] = []
     seen: dict[tuple[Any, ...], tuple[str | None, float | None]] = {}
     for pointer, role, rtc, needs in _tokens_of(transcoder):
@@ -178,5 +190,7 @@ def check_body_tokens(
                 now=now,
             )
         problem, expires_at = seen[key]
+        if problem is not None and problem.startswith("expired") and rtc.get("rtcToken") in held:
+            problem = None
         checks.append(TokenCheck(pointer, role, problem, expires_at))
     return checks
