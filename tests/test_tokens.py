@@ -417,7 +417,7 @@ class TestSessionTokens:
         again.replace_spec(load_spec({**minted_doc(), "layout": {"gap": 4}}))  # a reload
         again.set_hosts([1, 2, 3])
         assert again.reconcile().raise_for_error().calls == ("update",)
-        assert tokens_of(r.live()) == ({before[1]} and before[0], before[1])
+        assert tokens_of(r.live()) == before
 
     def test_no_token_at_rest_only_the_recipe(self, run: Any) -> None:
         r = run()
@@ -548,3 +548,64 @@ class TestSevenDays:
         assert figures["problems"] == []
         assert figures["replacements"] == 7 and figures["renewals"] == 0
         assert figures["creates"] == 8 and figures["deletes"] == 7
+
+
+class TestDaemon:
+    """The daemon's sessions take an injected clock; a renewal is queued, then an Update."""
+
+    @pytest.mark.anyio
+    async def test_the_renewal_is_queued_and_sent_as_an_update(self, tmp_path: Path) -> None:
+        import httpx
+
+        from layoutsync.api.client import RetryPolicy
+        from layoutsync.apply import AsyncSession
+        from layoutsync.daemon.metrics import DaemonMetrics
+        from layoutsync.daemon.runtime import Daemon, DaemonSettings, build_client
+        from layoutsync.emulator import DEFAULT_CUSTOMER_KEY, DEFAULT_CUSTOMER_SECRET, create_app
+
+        emulator = Emulator(
+            EmulatorConfig(app_ids=(APP_ID,), app_certificate=CERT, strict_tokens=True),
+            clock=ManualClock(1_800_000_000),
+        )
+        specs = tmp_path / "specs"
+        specs.mkdir()
+        (specs / "lobby.json").write_text(json.dumps(minted_doc()))
+        settings = DaemonSettings(
+            config=specs,
+            state=tmp_path / "state.db",
+            debounce=0.01,
+            watch=False,
+            qps=1000.0,
+            burst=1000,
+        )
+        metrics = DaemonMetrics(process=False)
+        client = build_client(
+            settings,
+            metrics,
+            transport=httpx.ASGITransport(app=create_app(emulator=emulator)),
+            base_url="http://emulator.test",
+            app_id=APP_ID,
+            customer_key=DEFAULT_CUSTOMER_KEY,
+            customer_secret=DEFAULT_CUSTOMER_SECRET,
+            retry=RetryPolicy(delays=()),
+        )
+
+        def session(spec: LayoutSpec, **options: Any) -> AsyncSession:
+            return AsyncSession(spec, clock=emulator.now, tokens=minter(spec), **options)
+
+        store = SqliteStore(tmp_path / "state.db", synchronous="OFF")
+        daemon = Daemon(settings, client=client, store=store, session_factory=session)
+        daemon.load()
+        daemon.set_hosts("lobby", [1, 2])
+        daemon.queue.forget("lobby")
+        await daemon._process("lobby")  # what a worker does with a queued key
+        created = daemon.get("lobby").last_result
+        assert created is not None and created.calls == ("acquire", "create")
+        assert created.requeue_after == DAY - 3600
+        assert daemon.pending("lobby")["queued"]  # again, at the renewal
+        emulator.advance_clock(DAY - 3600)
+        renewed = await daemon.reconcile_now("lobby")
+        assert renewed is not None and renewed.calls == ("update",)
+        assert renewed.requeue_after == pytest.approx(3600)  # the output token's warning
+        assert emulator.tasks()[0]["tokens"]["problems"] == []
+        store.close()
