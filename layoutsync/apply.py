@@ -85,6 +85,13 @@ keeps its intent, so the next reconcile re-sends it with a higher sequenceId.
 place (the outcome is unknown) and ask for a requeue; 400/401/403 are
 definitive and clear it.
 
+Minted tokens (spec ``tokens``, ``layoutsync.tokens``): a task's rtcTokens are
+minted at its Create and made again from their recipes (``SessionState.tokens``)
+on every compile, so restarts and reloads send the same ones. Input tokens due
+for renewal are minted afresh and sent by the plan's Update; a successful
+reconcile's ``requeue_after`` says when the next renewal is due, and the noop
+fast path stops holding at that moment.
+
 Idle tasks: with ``onEmpty=idle`` a task without visible hosts is left to the
 service's idleTimeout. When hosts come back it is Queried first, and created
 again if it is gone.

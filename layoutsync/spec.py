@@ -8,7 +8,8 @@ is reported at once as a ``SpecError`` naming the field by JSON pointer.
 
 Tokens stay unresolved in the spec (``"env:NAME"`` references are read when a body
 is compiled), so a ``LayoutSpec`` can be printed, logged and hashed without
-leaking a secret.
+leaking a secret. With a top-level ``tokens`` object the tokens are minted
+(``layoutsync.tokens``) and the spec keeps only a reference to the App Certificate.
 """
 
 from __future__ import annotations
