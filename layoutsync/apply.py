@@ -175,7 +175,9 @@ class ReconcileResult:
     ``LayoutsyncError`` that stopped it (None on success). ``requeue_after``
     (seconds) asks the caller to reconcile again later: an outcome is still
     unknown (a 202 not yet settled, or a 429/5xx/timeout that outlived the
-    client's retries).
+    client's retries), or, on success with minted tokens, when the task's
+    tokens are next due (an input renewal, the output token's warning or
+    scheduled replacement).
     """
 
     action: Action

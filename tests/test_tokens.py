@@ -609,3 +609,30 @@ class TestDaemon:
         assert renewed.requeue_after == pytest.approx(3600)  # the output token's warning
         assert emulator.tasks()[0]["tokens"]["problems"] == []
         store.close()
+
+
+class TestCommandLine:
+    """`layoutsync apply` and `plan` mint tokens a strict `layoutsync emulator
+    --app-certificate` process accepts, and show when they expire."""
+
+    def test_apply_then_plan(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        from _sessionkit import emulator_process
+
+        flags = ("--app-id", APP_ID, "--app-certificate", "env:LS_TEST_CERT", "--strict-tokens")
+        monkeypatch.setenv("LS_TEST_CERT", CERT)
+        with emulator_process(*flags) as emulator:
+            monkeypatch.chdir(tmp_path)
+            for name, value in {**emulator.env, ENV_APP_ID: APP_ID}.items():
+                monkeypatch.setenv(name, value)
+            (tmp_path / "spec.json").write_text(json.dumps(minted_doc()))
+            assert main(["apply", "spec.json", "--hosts", "101,102"]) == 0
+            out, err = capsys.readouterr()
+            assert "calls sent: acquire, create" in out, out + err
+            (task,) = emulator.tasks()
+            assert task["tokens"]["problems"] == [] and task["tokens"]["expired"] == []
+            assert main(["plan", "spec.json", "--hosts", "101,102"]) == 0
+            out, _ = capsys.readouterr()
+            assert out.startswith("No changes.")
+            assert "live task's tokens: input token expires" in out and "007e" not in out
