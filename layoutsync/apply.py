@@ -135,6 +135,7 @@ from .store import (
     restore_tokens,
 )
 from .tokens import TaskTokenProvider, TaskTokens, TokenChoice, TokenMinter, with_tokens
+from .tokens import TaskTokenProvider, TaskTokens, TokenChoice, TokenMinter, with_tokens
 from .validate import MAX_UID, is_host_uid
 
 __all__ = [
@@ -215,6 +216,8 @@ class SessionStatus:
     last_action: Action | None
     last_error: str | None
     pending: bool
+    #: minted tokens: when the live task's tokens expire (Unix seconds), by role
+    token_expiry: Mapping[str, int] | None = None
 
 
 class UnknownTaskConflict(InstanceConflict):
@@ -536,6 +539,7 @@ class _SessionCore:
             last_action=last.action if last else None,
             last_error=last.error if last else None,
             pending=self._pending(),
+            token_expiry=self._token_expiry(),
         )
 
     def _inputs(self) -> Inputs:
@@ -843,6 +847,12 @@ class _SessionCore:
         if choice.warning is not None:
             self._log.warning("tokens.output_expiring", detail=choice.warning)
         return choice
+
+    def _token_expiry(self) -> dict[str, int] | None:
+        recipes = TaskTokens.from_json(self._state.tokens) if self._state.task_id else None
+        if self._tokens() is None or recipes is None:
+            return None
+        return {"input": recipes.input.expires_at, "output": recipes.output.expires_at}
 
     def _chosen_tokens(self) -> Any:
         choice = self._token_choice

@@ -452,6 +452,10 @@ class TestSessionTokens:
         (renewed,) = inputs
         assert parse(renewed)["issued_at"] == int(r.emulator.now())
         assert r.emulator.tasks()[0]["tokens"]["problems"] == []
+        assert r.session.status().token_expiry == {
+            "input": int(r.emulator.now()) + DAY,
+            "output": int(r.emulator.now()) + 3600,
+        }
 
     def test_a_replacement_mints_new_tokens(self, run: Any) -> None:
         r = run()

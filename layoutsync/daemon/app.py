@@ -178,6 +178,8 @@ def _session_json(daemon: Daemon, name: str, *, detailed: bool) -> dict[str, Any
         "configError": str(config_error) if config_error is not None else None,
         "pending": {"changes": status.pending, **daemon.pending(name)},
     }
+    if status.token_expiry is not None:
+        out["tokensExpireAt"] = dict(status.token_expiry)  # minted tokens (spec ``tokens``)
     if detailed:
         out["reconciles"] = managed.reconciles
         out["lastResult"] = _result_json(managed.last_result, status.last_plan)
