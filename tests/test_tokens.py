@@ -470,6 +470,28 @@ class TestSessionTokens:
         assert new_output != old_output
         assert parse(new_output)["issued_at"] == int(r.emulator.now())
 
+    def test_a_rotated_certificate_replaces_the_task(self, run: Any) -> None:
+        r = run()
+        environ = dict(ENV)
+        assert r.spec.token_settings is not None
+        rotating = TokenMinter(r.spec.token_settings, app_id=APP_ID, environ=environ)
+        session = Session(
+            r.spec,
+            client=r.client,
+            store=r.store,
+            clock=r.emulator.now,
+            sleep=no_wait,
+            tokens=rotating,
+        )
+        session.set_hosts([1])
+        session.reconcile().raise_for_error()
+        environ["LS_TEST_CERT"] = OTHER_CERT
+        assert session.plan().action == "noop"  # the noop fast path does not compile
+        session.set_hosts([1, 2])
+        plan = session.plan()
+        assert plan.action == "replace"
+        assert plan.replace_paths == ("outputs/room7-live:9000/rtc/rtcToken",)
+
     def test_compile_masks_without_the_certificate(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
     ) -> None:
