@@ -135,7 +135,6 @@ from .store import (
     restore_tokens,
 )
 from .tokens import TaskTokenProvider, TaskTokens, TokenChoice, TokenMinter, with_tokens
-from .tokens import TaskTokenProvider, TaskTokens, TokenChoice, TokenMinter, with_tokens
 from .validate import MAX_UID, is_host_uid
 
 __all__ = [
@@ -401,6 +400,11 @@ class _SessionCore:
         self._clock = clock
         self._durable_inputs = durable_inputs
         self._desired_lock = threading.Lock()
+        #: minted rtcTokens (``tokens`` in the spec): the provider, and this compile's choice
+        self._minter = tokens
+        self._token_provider: TaskTokenProvider | None = None
+        self._token_choice: TokenChoice | None = None
+        self._token_due_at: float | None = None  #: when the cached noop stops holding
         loaded = store.load(self.name)
         self._state = (
             self._with_tokens(loaded)
@@ -418,11 +422,6 @@ class _SessionCore:
         #: request ids of the reconcile under way (None between reconciles)
         self._request_ids: list[str] | None = None
         self._snapshot = Inputs(self._hosts, self._speaker, spec.fingerprint)
-        #: minted rtcTokens (``tokens`` in the spec): the provider, and this compile's choice
-        self._minter = tokens
-        self._token_provider: TaskTokenProvider | None = None
-        self._token_choice: TokenChoice | None = None
-        self._token_due_at: float | None = None  #: when the cached noop stops holding
 
     @property
     def _log(self) -> Any:
@@ -545,10 +544,22 @@ class _SessionCore:
     def _inputs(self) -> Inputs:
         return Inputs(self._hosts, self._speaker, self._spec.fingerprint)
 
-    def _known_tokens(self) -> dict[str, str]:
-        """fingerprint -> token, for the tokens the spec resolves now (none if it cannot)."""
+    def _known_tokens(self, state: SessionState | None = None) -> dict[str, str]:
+        """fingerprint -> token, for the tokens the spec resolves now, or, when minted, those
+        the recipes in ``state`` make again (none if it cannot)."""
         try:
-            tokens = self._spec.tokens()
+            if self._tokens() is None:
+                tokens: Iterable[str] = self._spec.tokens()
+            else:
+                records = () if state is None else (state.tokens, state.intent, state.orphan)
+                tokens = [
+                    token
+                    for record in records
+                    for token in self._recipe_pair(
+                        record.tokens if isinstance(record, Intent) else record
+                    )
+                    or ()
+                ]
         except LayoutsyncError:
             return {}
         fingerprint = self._store.fingerprint
@@ -561,7 +572,7 @@ class _SessionCore:
             has_fingerprints(body.body if isinstance(body, Intent) else body) for body in bodies
         ):
             return state
-        known = self._known_tokens()
+        known = self._known_tokens(state)
 
         def intent(value: Intent | None) -> Intent | None:
             if value is None or value.body is None:
@@ -848,6 +859,14 @@ class _SessionCore:
             self._log.warning("tokens.output_expiring", detail=choice.warning)
         return choice
 
+    def _recipe_pair(self, record: Any) -> tuple[str, str] | None:
+        """The (input, output) tokens that stored recipes make (None: not minted, or none)."""
+        provider = self._tokens()
+        recipes = TaskTokens.from_json(record) if provider is not None else None
+        if provider is None or recipes is None:
+            return None
+        return provider.minter.pair(self._spec, recipes)
+
     def _token_expiry(self) -> dict[str, int] | None:
         recipes = TaskTokens.from_json(self._state.tokens) if self._state.task_id else None
         if self._tokens() is None or recipes is None:
@@ -954,7 +973,13 @@ class _SessionCore:
         inputs = intent.inputs
         if inputs is None:
             return None
-        compiled = compile_layout(self._spec, inputs.hosts, inputs.speaker, _slots_of(intent.slots))
+        compiled = compile_layout(
+            self._spec,
+            inputs.hosts,
+            inputs.speaker,
+            _slots_of(intent.slots),
+            tokens=self._recipe_pair(intent.tokens),  # minted: the intent's own recipes
+        )
         return compiled.body
 
     # --- the calls -----------------------------------------------------------------------------
