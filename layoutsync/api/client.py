@@ -107,11 +107,11 @@ class _Cookieless:
 _NO_COOKIES = _IgnoredCookies()
 
 
-class _HttpClient(_Cookieless, httpx.Client):  # type: ignore[misc]
+class _HttpClient(_Cookieless, httpx.Client):  # type: ignore[override]
     pass
 
 
-class _AsyncHttpClient(_Cookieless, httpx.AsyncClient):  # type: ignore[misc]
+class _AsyncHttpClient(_Cookieless, httpx.AsyncClient):  # type: ignore[override]
     pass
 
 

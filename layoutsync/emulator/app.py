@@ -502,7 +502,9 @@ class _Admin:
         return self._ok(request, {"reset": True})
 
     def routes(self) -> list[Route]:
-        def route(path: str, endpoint: Callable[[Request], Awaitable[Response]], *methods: str):
+        def route(
+            path: str, endpoint: Callable[[Request], Awaitable[Response]], *methods: str
+        ) -> Route:
             return Route(f"/_emulator{path}", _rejecting(endpoint), methods=list(methods))
 
         return [
