@@ -411,6 +411,8 @@ def _describe(error: _SchemaError, prefix: str) -> Iterator[FieldError]:
         yield FieldError(where, f"is longer than the maximum of {expected} characters")
     elif kind == "uniqueItems":
         yield FieldError(where, "has duplicate items; every item must be unique")
+    elif kind in {"anyOf", "oneOf"} and schema.get("x-message"):
+        yield FieldError(where, f"{shown} {schema['x-message']}")
     elif kind in {"anyOf", "oneOf"} and error.context:
         best = jsonschema.exceptions.best_match(error.context)
         yield from _describe(best, prefix)

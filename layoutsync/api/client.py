@@ -70,7 +70,8 @@ def _setting(value: str | None, env: str, what: str, argument: str) -> str:
     if value is None:
         value = os.environ.get(env)
     if not value:
-        raise LayoutsyncError(f"no {what}: set {env} in the environment or pass {argument}=")
+        # Named in the CLI's terms (the variable); a library caller passes ``argument`` instead.
+        raise LayoutsyncError(f"no {what}: set {env} in the environment")
     return value
 
 

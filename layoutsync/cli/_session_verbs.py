@@ -37,6 +37,8 @@ __all__ = [
     "command_line",
     "has_state",
     "load_row",
+    "note_hosts",
+    "note_spec",
     "open_session",
     "result_json",
     "result_line",
@@ -116,11 +118,22 @@ def open_session(
             return None
         session.set_hosts(hosts)
         session.set_speaker(speaker)
-        _note_hosts(hosts, speaker, args.hosts)
+        note_hosts(hosts, speaker, args.hosts)
+        note_spec(spec)
     return session
 
 
-def _note_hosts(hosts: list[int], speaker: int | None, given: str) -> None:
+def note_spec(spec: LayoutSpec) -> None:
+    """Say when the spec asks for more than its canvas gives."""
+    wanted = spec.layout.max_tiles
+    if wanted is not None and not spec.audio_only and wanted > spec.capacity:
+        eprint(
+            f"note: layout.maxTiles is {wanted} but the canvas holds at most {spec.capacity} "
+            "tiles of at least 120 px: no more than that are shown"
+        )
+
+
+def note_hosts(hosts: list[int], speaker: int | None, given: str) -> None:
     """Say what the command line asks that will not show as the user may expect."""
     twice = sorted({uid for uid in hosts if hosts.count(uid) > 1})
     if twice:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+import os
 
 from ..compile import Compiled, compile_layout
 from ..spec import SpecFileError, load_spec
 from ._common import UsageProblem, eprint, parse_hosts, parse_uid
+from ._session_verbs import note_hosts, note_spec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,12 +54,14 @@ def run(args: argparse.Namespace) -> int:
     except SpecFileError as exc:
         eprint(f"error: {exc}")
         return 2
+    note_hosts(hosts, speaker, args.hosts)
+    note_spec(spec)
     compiled = compile_layout(spec, hosts, speaker=speaker)
     body = compiled.body if args.show_secrets else compiled.redacted_body()
     text = json.dumps(body, indent=2) + "\n"
     if args.out:
         try:
-            Path(args.out).write_text(text, encoding="utf-8")
+            _write(args.out, text, private=args.show_secrets)
         except OSError as exc:
             eprint(f"error: cannot write {args.out}: {exc}")
             return 2
@@ -66,6 +69,17 @@ def run(args: argparse.Namespace) -> int:
         print(text, end="")
     eprint(_summary(compiled, args.out))
     return 0
+
+
+def _write(path: str, text: str, *, private: bool) -> None:
+    """Write ``path``; with the tokens in it, readable by the owner only (0600), as the
+    state file is, even when the file existed with a wider mode."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    fd = os.open(path, flags, 0o600 if private else 0o666)
+    if private:
+        os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
 
 
 def _summary(compiled: Compiled, out: str | None) -> str:
