@@ -157,6 +157,7 @@ def run(options: BenchOptions) -> list[Figure]:
             unit="updates/s",
             goal=f">= {GOAL_UPDATES_PER_SECOND:,.0f}",
             ok=rate >= GOAL_UPDATES_PER_SECOND,
+            machine=True,  # a rate of this machine's core, not a ratio of one run
             details={
                 "ratio_to_goal": round(rate / GOAL_UPDATES_PER_SECOND, 2),
                 "hosts": 16,

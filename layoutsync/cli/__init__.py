@@ -26,6 +26,7 @@ from typing import Any
 
 from ..errors import LayoutsyncError
 from ..spec import SpecFileError
+from ._common import HelpFormatter
 
 #: Exit codes (see the module docstring).
 EXIT_ERROR = 1
@@ -34,34 +35,11 @@ EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 
 
-class _HelpFormatter(argparse.HelpFormatter):
-    """Every flag's help says its default: the value, "off", "none" or "required"."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help or ""
-        if (
-            not action.option_strings
-            or action.default is argparse.SUPPRESS
-            or "default" in text
-            or "required" in text
-        ):
-            return text
-        if action.required:
-            return f"{text} (required)"
-        if isinstance(action, argparse._StoreTrueAction):
-            return f"{text} (default: off)"
-        if isinstance(action, argparse._StoreFalseAction):
-            return f"{text} (default: on)"
-        if action.default is None or action.default == []:
-            return f"{text} (default: none)"
-        return f"{text} (default: %(default)s)"
-
-
 class _Parser(argparse.ArgumentParser):
-    """argparse with ``_HelpFormatter`` for the command and each verb."""
+    """argparse with ``HelpFormatter`` for the command and each verb."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", _HelpFormatter)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
 

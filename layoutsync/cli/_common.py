@@ -14,6 +14,7 @@ from ..validate import MAX_UID
 
 __all__ = [
     "FileProblem",
+    "HelpFormatter",
     "UsageProblem",
     "eprint",
     "number",
@@ -99,3 +100,26 @@ def port_number(text: str) -> int:
             f"{text!r} is not a port: give a number from 0 to 65535 (0 picks a free one)"
         )
     return int(value)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every flag's help says its default: the value, "off", "none" or "required"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (
+            not action.option_strings
+            or action.default is argparse.SUPPRESS
+            or "default" in text
+            or "required" in text
+        ):
+            return text
+        if action.required:
+            return f"{text} (required)"
+        if isinstance(action, argparse._StoreTrueAction):
+            return f"{text} (default: off)"
+        if isinstance(action, argparse._StoreFalseAction):
+            return f"{text} (default: on)"
+        if action.default is None or action.default == []:
+            return f"{text} (default: none)"
+        return f"{text} (default: %(default)s)"
