@@ -226,6 +226,14 @@ def run(args: argparse.Namespace) -> int:
     )
     if not _is_loopback(host):
         log.warning("listening beyond loopback", host=host)
+    if not daemon.names():
+        log.warning(
+            "no sessions: no spec file (.json, .toml) under --config",
+            config=str(settings.config),
+            hint="add spec files there; they are loaded as they appear"
+            if settings.watch
+            else "add spec files there and restart (--no-watch)",
+        )
     log.info(
         "listening",
         url=f"http://{'[' + host + ']' if ':' in host else host}:{sock.getsockname()[1]}",
