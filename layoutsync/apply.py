@@ -242,8 +242,8 @@ class UnknownTaskConflict(InstanceConflict):
             fix = (
                 "another process or state file manages it, or a Create whose answer was lost "
                 "made it. If you hold its builderToken, run `layoutsync adopt SPEC --task-id "
-                f"{self.task_id or 'TASK_ID'}` (the token from $LAYOUTSYNC_BUILDER_TOKEN or "
-                "stdin, never a flag) to take it over"
+                f"{self.task_id or 'TASK_ID'}` (the builderToken from $LAYOUTSYNC_BUILDER_TOKEN "
+                "or stdin, never a flag) to take it over"
             )
         self.args = (
             f"instanceId {instance_id!r} already has {task} that this session does not own "
