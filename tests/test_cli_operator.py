@@ -589,3 +589,30 @@ def test_a_daemon_with_no_spec_says_so(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+# --- examples for running the daemon -------------------------------------------------------------
+
+
+def test_the_example_specs_folder_loads_as_the_daemon_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from layoutsync.compile import compile_layout
+    from layoutsync.daemon.config import SpecCatalog
+
+    for room in ("LOBBY", "STAGE", "PANEL"):
+        monkeypatch.setenv(f"{room}_INPUT_TOKEN", "in")
+        monkeypatch.setenv(f"{room}_OUTPUT_TOKEN", "out")
+    changes = SpecCatalog(EXAMPLES / "specs").scan()
+    assert not changes.failed
+    assert sorted(loaded.name for loaded in changes.added) == ["lobby", "panel", "stage"]
+    for loaded in changes.added:
+        assert compile_layout(loaded.spec, [101, 102, 103]).body is not None
+
+
+def test_the_systemd_unit_runs_flags_that_exist() -> None:
+    unit = (EXAMPLES / "systemd" / "layoutsync.service").read_text()
+    (command,) = re.findall(r"^ExecStart=\S+ (.+)$", unit, re.MULTILINE)
+    args = build_parser().parse_args(command.split())
+    assert args.verb == "daemon" and str(args.config) == "/etc/layoutsync/specs"
+    assert "EnvironmentFile=" in unit and "KillSignal=SIGTERM" in unit
