@@ -17,15 +17,18 @@ ROOT = Path(__file__).resolve().parent.parent
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("hatchling") is None and not _has_module("hatchling"):
         pytest.skip("hatchling is not installed (it comes with the dev extra)")
-    out = tmp_path_factory.mktemp("dist")
+    return _build("wheel", tmp_path_factory.mktemp("dist"))
+
+
+def _build(target: str, out: Path) -> Path:
     subprocess.run(
-        [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(out)],
+        [sys.executable, "-m", "hatchling", "build", "-t", target, "-d", str(out)],
         cwd=ROOT,
         check=True,
         capture_output=True,
         timeout=120,
     )
-    (built,) = out.glob("layoutsync-*.whl")
+    (built,) = out.glob("layoutsync-*.whl" if target == "wheel" else "layoutsync-*.tar.gz")
     return built
 
 
@@ -79,16 +82,9 @@ def test_the_licence_ships_in_the_wheel_and_the_metadata_says_so(wheel: Path) ->
 def test_the_sdist_ships_the_licence_and_changelog(tmp_path: Path) -> None:
     if not _has_module("hatchling"):
         pytest.skip("hatchling is not installed (it comes with the dev extra)")
-    subprocess.run(
-        [sys.executable, "-m", "hatchling", "build", "-t", "sdist", "-d", str(tmp_path)],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
     import tarfile
 
-    (built,) = tmp_path.glob("layoutsync-*.tar.gz")
+    built = _build("sdist", tmp_path)
     with tarfile.open(built) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     assert {"LICENSE", "CHANGELOG.md", "README.md", "layoutsync/py.typed"} <= names

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -66,7 +67,7 @@ class Progress:
         deadline = time.monotonic() + seconds
         try:
             while (left := deadline - time.monotonic()) > 0:
-                status.update(f"{self.verb}: waiting, {left:.0f} s left")
+                status.update(f"{self.verb}: waiting, {math.ceil(left)} s left")
                 time.sleep(min(0.1, left))
         finally:
             status.update(self._text)

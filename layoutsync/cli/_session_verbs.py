@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_STATE",
     "StrayRow",
     "add_common",
+    "add_state",
     "command_line",
     "has_state",
     "load_row",
@@ -51,6 +52,7 @@ DEFAULT_STATE = "layoutsync.db"
 
 
 def add_common(parser: argparse.ArgumentParser, *, hosts: bool = True) -> None:
+    """SPEC, ``--hosts``/``--speaker`` (unless ``hosts=False``), ``--state``, ``--log-level``."""
     parser.add_argument("spec", metavar="SPEC", help="layout spec file (.json or .toml)")
     if hosts:
         parser.add_argument(
@@ -63,17 +65,21 @@ def add_common(parser: argparse.ArgumentParser, *, hosts: bool = True) -> None:
         parser.add_argument(
             "--speaker", metavar="UID", help="the active speaker's uid (default: none)"
         )
-    parser.add_argument(
-        "--state",
-        metavar="FILE",
-        default=DEFAULT_STATE,
-        help=f"state file (default {DEFAULT_STATE} in the working directory)",
-    )
+    add_state(parser)
     parser.add_argument(
         "--log-level",
         default="warning",
         choices=("debug", "info", "warning", "error"),
         help="log level on stderr (default warning); tokens are never logged",
+    )
+
+
+def add_state(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state",
+        metavar="FILE",
+        default=DEFAULT_STATE,
+        help=f"state file (default {DEFAULT_STATE} in the working directory)",
     )
 
 

@@ -24,7 +24,7 @@ from ..errors import LayoutsyncError, TaskNotFound
 from ..spec import load_spec, session_name
 from ..store import SessionState, SqliteStore
 from ._common import eprint
-from ._session_verbs import DEFAULT_STATE, setup_logging
+from ._session_verbs import add_common, setup_logging
 
 ENV_BUILDER_TOKEN = "LAYOUTSYNC_BUILDER_TOKEN"
 
@@ -37,20 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"it. The builderToken comes from ${ENV_BUILDER_TOKEN} or stdin, never a flag. "
         "Credentials as for apply.",
     )
-    parser.add_argument("spec", metavar="SPEC", help="layout spec file (.json or .toml)")
+    add_common(parser, hosts=False)
     parser.add_argument("--task-id", required=True, metavar="ID", help="the live task's taskId")
-    parser.add_argument(
-        "--state",
-        metavar="FILE",
-        default=DEFAULT_STATE,
-        help=f"state file (default {DEFAULT_STATE} in the working directory)",
-    )
-    parser.add_argument(
-        "--log-level",
-        default="warning",
-        choices=("debug", "info", "warning", "error"),
-        help="log level on stderr (default warning); tokens are never logged",
-    )
     parser.set_defaults(handler=run)
 
 

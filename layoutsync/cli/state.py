@@ -20,7 +20,7 @@ from typing import Any
 
 from ..store import SessionState, SqliteStore
 from ._common import FileProblem, eprint
-from ._session_verbs import DEFAULT_STATE
+from ._session_verbs import add_state
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,12 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         sub = verbs.add_parser(name, help=help_text, description=help_text)
         if session:
             sub.add_argument("name", metavar="NAME", help="session name (a spec file's stem)")
-        sub.add_argument(
-            "--state",
-            metavar="FILE",
-            default=DEFAULT_STATE,
-            help=f"state file (default {DEFAULT_STATE} in the working directory)",
-        )
+        add_state(sub)
         return sub
 
     listing = add(

@@ -93,6 +93,19 @@ def _op(
     return op
 
 
+def _desired(summary: str, key: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """A desired-state route whose body is one required key."""
+    body = {
+        "type": "object",
+        "required": [key],
+        "additionalProperties": False,
+        "properties": {key: schema},
+    }
+    return _op(
+        summary, {"202": _ACCEPTED, **_errors(400, 401, 404, 413)}, params=(_NAME_PARAM,), body=body
+    )
+
+
 def openapi_document(version: str | None = None) -> dict[str, Any]:
     """The OpenAPI document of ``create_app``'s routes."""
     if version is None:
@@ -162,29 +175,15 @@ def openapi_document(version: str | None = None) -> dict[str, Any]:
             "delete": _op("a host left", {"202": _ACCEPTED, **_errors(400, 401, 404)}, params=host),
         },
         "/v1/sessions/{name}/hosts": {
-            "put": _op(
+            "put": _desired(
                 "the full set of hosts present (known hosts keep their join order)",
-                {"202": _ACCEPTED, **_errors(400, 401, 404, 413)},
-                params=session,
-                body={
-                    "type": "object",
-                    "required": ["hosts"],
-                    "additionalProperties": False,
-                    "properties": {"hosts": {"type": "array", "items": _UID, "uniqueItems": True}},
-                },
+                "hosts",
+                {"type": "array", "items": _UID, "uniqueItems": True},
             )
         },
         "/v1/sessions/{name}/speaker": {
-            "put": _op(
-                "the active speaker, or null for none",
-                {"202": _ACCEPTED, **_errors(400, 401, 404, 413)},
-                params=session,
-                body={
-                    "type": "object",
-                    "required": ["uid"],
-                    "additionalProperties": False,
-                    "properties": {"uid": {"oneOf": [_UID, {"type": "null"}]}},
-                },
+            "put": _desired(
+                "the active speaker, or null for none", "uid", {"oneOf": [_UID, {"type": "null"}]}
             )
         },
         "/v1/sessions/{name}/reconcile": {
