@@ -73,10 +73,17 @@ def test_the_licence_ships_in_the_wheel_and_the_metadata_says_so(wheel: Path) ->
     names = set(archive.namelist())
     assert "layoutsync-0.1.0.dist-info/licenses/LICENSE" in names
     metadata = archive.read("layoutsync-0.1.0.dist-info/METADATA").decode()
-    assert "License-Expression: MIT" in metadata
+    assert "License: MIT" in metadata  # what `pip show` prints, old pip and new
+    assert "Classifier: License :: OSI Approved :: MIT License" in metadata
     assert "Author-email: " in metadata and "Keywords: " in metadata
     assert "Project-URL: Source, " in metadata and "Classifier: Typing :: Typed" in metadata
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+
+
+def test_pip_show_shows_the_licence() -> None:
+    import importlib.metadata
+
+    assert importlib.metadata.metadata("layoutsync")["License"] == "MIT"
 
 
 def test_the_sdist_ships_the_licence_and_changelog(tmp_path: Path) -> None:
