@@ -28,9 +28,10 @@ import layoutsync
 from layoutsync.apply import ReconcileResult
 from layoutsync.cli import build_parser, main
 from layoutsync.cli._common import HelpFormatter
+from layoutsync.cli._progress import resume_note
 from layoutsync.cli._session_verbs import result_line
 from layoutsync.plan import Plan
-from layoutsync.store import SessionState, SqliteStore
+from layoutsync.store import Intent, SessionState, SqliteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -616,3 +617,18 @@ def test_the_systemd_unit_runs_flags_that_exist() -> None:
     args = build_parser().parse_args(command.split())
     assert args.verb == "daemon" and str(args.config) == "/etc/layoutsync/specs"
     assert "EnvironmentFile=" in unit and "KillSignal=SIGTERM" in unit
+
+
+@pytest.mark.parametrize(
+    ("intent", "words"),
+    [
+        (None, "nothing was left half done"),
+        (Intent("create", at=1.0), "sends it again with the same builderToken"),
+        (Intent("update", at=1.0, task_id="t", sequence_id=3), "the Update with sequenceId 3"),
+        (Intent("delete", at=1.0, task_id="t"), "the Delete of task t"),
+    ],
+)
+def test_an_interrupt_says_what_the_next_run_resumes(intent: Intent | None, words: str) -> None:
+    row = SessionState(name="spec", instance_id="i", intent=intent)
+    note = resume_note(row, "layoutsync apply spec.json --hosts 101")
+    assert words in note and "`layoutsync apply spec.json --hosts 101`" in note

@@ -259,7 +259,9 @@ class SpecCatalog:
             errors[name] = ConfigError(
                 name,
                 accepted[name].path,
-                f"instanceId {instance_id!r} is already used by session {owner!r}",
+                f"instanceId {instance_id!r} is already used by session {owner!r} (two tasks "
+                "would fight with 409s): give this file another instanceId, or remove one of "
+                "the two files",
             )
             if name in self._specs:
                 accepted[name] = self._specs[name]  # an edit: keep the previous spec
