@@ -99,3 +99,35 @@ class TestHooks:
         out, err = capsys.readouterr()
         assert (out, err) == ("", "")
         emulated.close()
+
+
+async def _no_sleep(_seconds: float) -> None:
+    return None
+
+
+def test_the_async_twin_reports_its_polls_too() -> None:
+    import anyio
+
+    from layoutsync import AsyncSession
+
+    emulated = Emulated(faults=(parse_rule("update:202"),))
+    events: list[WaitEvent] = []
+
+    async def main() -> None:
+        async with emulated.async_client() as client:
+            session = AsyncSession(
+                make_spec(),
+                client=client,
+                store=MemoryStore(),
+                sleep=_no_sleep,
+                on_wait=events.append,
+            )
+            session.set_hosts([101])
+            assert (await session.reconcile()).ok
+            session.set_hosts([101, 102])
+            assert (await session.reconcile()).ok
+
+    anyio.run(main)
+    assert [(e.call, e.reason, e.then, e.number) for e in events] == [
+        (Call.UPDATE, "202", "poll", 1)
+    ]
