@@ -106,6 +106,33 @@ def _desired(summary: str, key: str, schema: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def _static(summary: str, media: str) -> dict[str, Any]:
+    return _op(
+        summary,
+        {"200": {"description": summary, "content": {media: {}}}},
+        auth=False,
+        tag="dashboard",
+    )
+
+
+def _preview(media: str) -> dict[str, Any]:
+    live = {
+        "name": "live",
+        "in": "query",
+        "required": False,
+        "description": "1: the layout last applied to the live task instead of the desired one",
+        "schema": {"type": "string", "enum": ["0", "1", "true", "false"]},
+    }
+    picture = {"description": "the picture (with an ETag)", "content": {media: {}}}
+    unchanged = {"description": "If-None-Match named the picture's ETag: it has not changed"}
+    return _op(
+        "a picture of the session's layout: canvas, regions with uid, size and zOrder",
+        {"200": picture, "304": unchanged, **_errors(401, 404)},
+        params=(_NAME_PARAM, live),
+        tag="dashboard",
+    )
+
+
 def openapi_document(version: str | None = None) -> dict[str, Any]:
     """The OpenAPI document of ``create_app``'s routes."""
     if version is None:
@@ -193,6 +220,11 @@ def openapi_document(version: str | None = None) -> dict[str, Any]:
                 params=session,
             )
         },
+        "/": {"get": _static("the dashboard page (static: it holds no session data)", "text/html")},
+        "/dashboard/app.js": {"get": _static("the dashboard's script", "text/javascript")},
+        "/dashboard/app.css": {"get": _static("the dashboard's style", "text/css")},
+        "/v1/sessions/{name}/preview.svg": {"get": _preview("image/svg+xml")},
+        "/v1/sessions/{name}/preview.png": {"get": _preview("image/png")},
         "/v1/webhooks/agora": {
             "post": _op(
                 "Agora NCS events, signed with Agora-Signature-V2 (HMAC-SHA256) or "
