@@ -124,6 +124,7 @@ class TestExitCodes:
         [
             ["validate", "missing.json"],
             ["compile", "missing.json", "--hosts", "101"],
+            ["preview", "missing.json", "--hosts", "101", "--out", "x.svg"],
             ["plan", "missing.json", "--hosts", "101"],
             ["apply", "missing.json", "--hosts", "101"],
             ["destroy", "missing.json"],
