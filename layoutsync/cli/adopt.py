@@ -24,6 +24,7 @@ from ..errors import LayoutsyncError, TaskNotFound
 from ..spec import load_spec, session_name
 from ..store import SessionState, SqliteStore
 from ._common import eprint
+from ._progress import Progress
 from ._session_verbs import add_common, setup_logging
 
 ENV_BUILDER_TOKEN = "LAYOUTSYNC_BUILDER_TOKEN"
@@ -62,9 +63,11 @@ def run(args: argparse.Namespace) -> int:
             f'(echo "$TOKEN" | layoutsync adopt {args.spec} --task-id {args.task_id})'
         )
         return 2
-    with Client() as client:
+    progress = Progress("adopt")
+    with Client(on_wait=progress.on_wait, sleep=progress.sleep) as client:
         try:
-            task = client.query(args.task_id, token, confirm_missing=False)
+            with progress.working(f"asking for task {args.task_id}"):
+                task = client.query(args.task_id, token, confirm_missing=False)
         except TaskNotFound:
             eprint(
                 f"error: task {args.task_id} was not found with that builderToken: it has "
