@@ -31,7 +31,7 @@ from layoutsync.cli._common import HelpFormatter
 from layoutsync.cli._progress import resume_note
 from layoutsync.cli._session_verbs import result_line
 from layoutsync.plan import Plan
-from layoutsync.store import Intent, SessionState, SqliteStore
+from layoutsync.store import DesiredInputs, Intent, SessionState, SqliteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -257,6 +257,8 @@ def _row(path: Path, name: str, instance: str, task: str | None = "task-1") -> N
 class TestStateVerbs:
     def test_list_show_mv_forget(self, offline: Path, capsys: pytest.CaptureFixture[str]) -> None:
         _row(offline / "layoutsync.db", "room", "room-1")
+        with SqliteStore(offline / "layoutsync.db") as store:
+            store.save_desired("room", DesiredInputs((101, 102), 102, 1.0))
         code, out, _ = run(capsys, "state", "list")
         assert code == 0 and re.search(r"^room\s+room-1\s+task-1\s+3\s+-$", out, re.MULTILINE)
         code, out, _ = run(capsys, "state", "show", "room", "--json")
@@ -265,9 +267,12 @@ class TestStateVerbs:
         assert "bt-SECRET" not in out
         code, _, err = run(capsys, "state", "show", "nope")
         assert code == 1 and "has no session 'nope' (sessions: room)" in err
+        assert shown["desiredHosts"] == [101, 102] and shown["desiredSpeaker"] == 102
         assert run(capsys, "state", "mv", "room", "lobby")[0] == 0
         with SqliteStore(offline / "layoutsync.db") as store:
             assert store.names() == ("lobby",)
+            assert store.load_desired("lobby") == DesiredInputs((101, 102), 102, 1.0)
+            assert store.load_desired("room") is None
         code, out, _ = run(capsys, "state", "forget", "lobby")
         assert code == 0 and "still running" in out and "layoutsync adopt" in out
         assert run(capsys, "state", "list")[1].strip().endswith("no sessions")
@@ -281,6 +286,16 @@ class TestStateVerbs:
         code, _, err = run(capsys, "plan", "spec.json", "--hosts", "101")
         assert code == 1
         assert "Run `layoutsync state mv op-offline spec`" in err
+
+    def test_plan_writes_nothing_to_an_existing_state_file(
+        self, offline: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        _row(offline / "layoutsync.db", "spec", "op-offline")
+        before = (offline / "layoutsync.db").read_bytes()
+        assert run(capsys, "plan", "spec.json", "--hosts", "101,102")[0] == 0
+        with SqliteStore(offline / "layoutsync.db") as store:
+            assert store.load_desired("spec") is None
+        assert (offline / "layoutsync.db").read_bytes() == before
 
     def test_one_naming_rule_for_cli_and_daemon(self) -> None:
         from layoutsync.daemon import config

@@ -114,7 +114,10 @@ def open_session(
     waits: dict[str, Any] = {}
     if progress is not None:
         waits = {"on_wait": progress.on_wait, "sleep": progress.sleep}
-    session = Session(spec, client=client, store=store, name=name, **waits)
+    # plan writes nothing: not even the desired inputs a durable session saves per change
+    session = Session(
+        spec, client=client, store=store, name=name, durable_inputs=create_state, **waits
+    )
     if hasattr(args, "hosts"):
         try:
             hosts = parse_hosts(args.hosts)

@@ -124,9 +124,12 @@ def run_show(args: argparse.Namespace) -> int:
     if isinstance(loaded, int):
         return loaded
     store, row = loaded
+    desired = store.load_desired(row.name)
     store.close()
     data = _summary(row)
     data.update(
+        desiredHosts=list(desired.hosts) if desired is not None else None,
+        desiredSpeaker=desired.speaker if desired is not None else None,
         builderToken="***" if row.builder_token else None,
         tokenAcquiredAt=_when(row.token_acquired_at),
         appliedHash=row.applied_hash,
@@ -182,7 +185,10 @@ def run_mv(args: argparse.Namespace) -> int:
                 f"`layoutsync state forget {args.new_name}` first if it is stale"
             )
             return 1
+        desired = store.load_desired(row.name)
         store.save(dataclasses.replace(row, name=args.new_name))
-        store.delete(row.name)
+        if desired is not None:  # what callers asked for moves with the row
+            store.save_desired(args.new_name, desired)
+        store.delete(row.name)  # the row and its desired inputs
     print(f"state: session {row.name!r} is now {args.new_name!r}")
     return 0
