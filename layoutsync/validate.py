@@ -371,8 +371,8 @@ def _describe(error: _SchemaError, prefix: str) -> Iterator[FieldError]:
     elif kind == "maximum":
         yield FieldError(where, f"{shown} is above the maximum {expected}")
     elif kind == "multipleOf" and expected == 2 and isinstance(value, int):
-        hint = f"use {value - 1} or {value + 1}"
-        yield FieldError(where, f"{shown} is odd; pixels are sent as even integers ({hint})")
+        nearest = f"use {value - 1} or {value + 1}"
+        yield FieldError(where, f"{shown} is odd; pixels are sent as even integers ({nearest})")
     elif kind == "type":
         names = [expected] if isinstance(expected, str) else list(expected)
         wanted = " or ".join(_TYPE_NAMES.get(n, n) for n in names)
