@@ -15,6 +15,7 @@ from .api import (
     RetryPolicy,
     Task,
     Updated,
+    WaitEvent,
 )
 from .apply import AsyncSession, ReconcileResult, Session, SessionStatus, UnknownTaskConflict
 from .compile import Compiled, Placement, SlotAssignment, compile_layout
@@ -87,6 +88,7 @@ __all__ = [
     "UnknownTaskConflict",
     "Updated",
     "ValidationError",
+    "WaitEvent",
     "__version__",
     "check_request",
     "compile_layout",

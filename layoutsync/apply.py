@@ -108,8 +108,9 @@ from typing import Any, Final, Literal, TypeVar
 
 import anyio
 
-from .api.client import AsyncClient, Client
-from .api.models import Accepted, BuilderToken, Task
+from .api.client import AsyncClient, Client, WaitHook
+from .api.models import Accepted, BuilderToken, Call, Task, WaitEvent
+from .api.protocol import conflicting_task_id
 from .canonical import canonical_hash
 from .compile import Compiled, SlotAssignment, compile_layout
 from .errors import (
@@ -225,7 +226,15 @@ class UnknownTaskConflict(InstanceConflict):
     layoutsync never makes a second task; ``str(exc)`` says how to recover.
     """
 
-    def __init__(self, cause: ApiError, *, instance_id: str, idle_timeout: int, owner: str | None):
+    def __init__(
+        self,
+        cause: ApiError,
+        *,
+        instance_id: str,
+        idle_timeout: int,
+        owner: str | None,
+        name: str | None = None,
+    ):
         super().__init__(
             call=cause.call,
             status_code=409,
@@ -234,18 +243,26 @@ class UnknownTaskConflict(InstanceConflict):
             body=cause.body,
         )
         self.instance_id = instance_id
-        who = (
-            f"session {owner!r} of this state file manages it"
-            if owner
-            else "another process or state file manages it, or a Create whose answer was lost "
-            "made it and its builderToken is gone"
-        )
+        self.task_id = conflicting_task_id(cause)
+        task = f"task {self.task_id}" if self.task_id else "a live transcoder task"
+        if owner:
+            fix = (
+                f"session {owner!r} of this state file manages it. To drive it from this "
+                f"session, run `layoutsync state mv {owner} {name or 'NAME'}`; to end it, "
+                f"`layoutsync destroy` with {owner!r}'s spec"
+            )
+        else:
+            fix = (
+                "another process or state file manages it, or a Create whose answer was lost "
+                "made it. If you hold its builderToken, run `layoutsync adopt SPEC --task-id "
+                f"{self.task_id or 'TASK_ID'}` (the builderToken from $LAYOUTSYNC_BUILDER_TOKEN "
+                "or stdin, never a flag) to take it over"
+            )
         self.args = (
-            f"instanceId {instance_id!r} already has a live transcoder task that this session "
-            f"does not own ({who}). layoutsync will not create a second one. To recover: stop "
-            "whatever else manages it, or Delete that task with its own builderToken, or let "
-            f"its hosts leave so its idleTimeout ({idle_timeout} s) ends it; or give this spec "
-            "another instanceId. Then run the reconcile again.",
+            f"instanceId {instance_id!r} already has {task} that this session does not own "
+            f"({fix}). layoutsync will not create a second one. Otherwise the task ends by "
+            f"itself {idle_timeout} s (its idleTimeout) after its hosts leave the channel, or "
+            "give this spec another instanceId; then run the reconcile again.",
         )
 
 
@@ -322,7 +339,24 @@ class Erase:
 
 @dataclass(frozen=True, slots=True)
 class Sleep:
+    """Wait ``seconds``; ``wait`` says why, for the session's ``on_wait`` hook."""
+
     seconds: float
+    wait: WaitEvent | None = None
+
+
+def _poll_sleep(after: Accepted, delay: float, number: int, then: str = "poll") -> Sleep:
+    """The wait before the next look at a call the service accepted (202) and has not finished."""
+    event = WaitEvent(
+        call=after.call,
+        reason="202",
+        request_id=after.request_id,
+        seconds=delay,
+        then="retry" if then == "retry" else "poll",
+        number=number,
+        limit=len(POLL_DELAYS),
+    )
+    return Sleep(delay, event)
 
 
 Effect = Send | Save | Erase | Sleep
@@ -1030,12 +1064,12 @@ class _SessionCore:
         calls.append("create")
         try:
             result = yield Send("create", (state.builder_token, body))
-            for delay in POLL_DELAYS:
+            for number, delay in enumerate(POLL_DELAYS, 1):
                 if not isinstance(result, Accepted) or result.task_id is not None:
                     break
                 # 202 without a taskId: nothing to Query, so ask again with the same
                 # token, which can only make or return that one task.
-                yield Sleep(delay)
+                yield _poll_sleep(result, delay, number, then="retry")
                 calls.append("create")
                 result = yield Send("create", (state.builder_token, body))
         except LayoutsyncError as error:
@@ -1067,7 +1101,7 @@ class _SessionCore:
             yield from self._forget_task()
             return f"task {task_id} had already ended when Create answered"
         if isinstance(result, Accepted):
-            task = yield from self._query_task(calls, expect_gone=False, poll=True)
+            task = yield from self._query_task(calls, expect_gone=False, poll=True, after=result)
             if task is None and self._state.task_id is None:
                 return f"task {task_id} ended right after Create answered 202"
             if task is None:
@@ -1085,6 +1119,7 @@ class _SessionCore:
             instance_id=self._spec.instance_id,
             idle_timeout=self._spec.idle_timeout,
             owner=self._other_owner(),
+            name=self.name,
         )
 
     def _adopt_orphan(self, calls: list[str]) -> Steps[str | None]:
@@ -1167,7 +1202,7 @@ class _SessionCore:
                 yield from self._save(intent=None)
             raise
         if isinstance(result, Accepted):
-            confirmed = yield from self._confirm_update(sequence, calls)
+            confirmed = yield from self._confirm_update(sequence, calls, result)
             if self._state.task_id is None:
                 return f"task {state.task_id} is gone (after Update answered 202)"
             if not confirmed:
@@ -1189,14 +1224,14 @@ class _SessionCore:
         )
         return None
 
-    def _confirm_update(self, sequence: int, calls: list[str]) -> Steps[bool]:
+    def _confirm_update(self, sequence: int, calls: list[str], accepted: Accepted) -> Steps[bool]:
         """After a 202: Query until the task reports this sequenceId applied (bounded).
 
         Only a positive answer is trusted (the vendor calls ``sequenceId`` reserved);
         anything else leaves the Update unconfirmed, to be re-sent with a higher one.
         """
-        for delay in POLL_DELAYS:
-            yield Sleep(delay)
+        for number, delay in enumerate(POLL_DELAYS, 1):
+            yield _poll_sleep(accepted, delay, number)
             task = yield from self._query_task(calls, expect_gone=False)
             if task is None:
                 return False
@@ -1204,7 +1239,8 @@ class _SessionCore:
                 return True
         return False
 
-    def _delete(self, calls: list[str]) -> Steps[None]:
+    def _delete(self, calls: list[str]) -> Steps[bool]:
+        """Delete the task; False when the service says it was already gone (404)."""
         state = self._state
         task_id = state.task_id
         assert task_id is not None
@@ -1223,15 +1259,21 @@ class _SessionCore:
                 raise
             result = None
         if isinstance(result, Accepted):
-            yield from self._query_task(calls, expect_gone=True, poll=True)
+            yield from self._query_task(calls, expect_gone=True, poll=True, after=result)
             if self._state.task_id is not None:
                 raise _Pending(f"Delete of task {task_id} was accepted (202), task still live")
-            return
+            return True
         yield from self._forget_task()
-        self._log.debug("transcoder.deleted", taskId=task_id)
+        self._log.debug("transcoder.deleted", taskId=task_id, gone=result is None)
+        return result is not None
 
     def _query_task(
-        self, calls: list[str], *, expect_gone: bool, poll: bool = False
+        self,
+        calls: list[str],
+        *,
+        expect_gone: bool,
+        poll: bool = False,
+        after: Accepted | None = None,
     ) -> Steps[Task | None]:
         """Query the task; forget it when it is gone (confirmed 404) or ended.
 
@@ -1244,9 +1286,10 @@ class _SessionCore:
             return None
         delays = (0.0, *POLL_DELAYS) if poll else (0.0,)
         answer: Task | Accepted | None = None
-        for delay in delays:
+        for number, delay in enumerate(delays):
             if delay:
-                yield Sleep(delay)
+                accepted = after or Accepted(Call.QUERY, None, state.task_id)
+                yield _poll_sleep(accepted, delay, number)
             calls.append("query")
             try:
                 answer = yield Send(
@@ -1291,8 +1334,11 @@ class _SessionCore:
             if self._state.task_id is None:
                 yield from self._adopt_orphan(calls)
             if self._state.task_id is not None:
-                plan = dataclasses.replace(plan, action="delete", task_id=self._state.task_id)
-                yield from self._delete(calls)
+                task_id = self._state.task_id
+                plan = dataclasses.replace(plan, action="delete", task_id=task_id)
+                if not (yield from self._delete(calls)):
+                    gone = f"task {task_id} was already gone (ended by idleTimeout or deleted)"
+                    plan = dataclasses.replace(plan, action="noop", reasons=(gone,))
             yield Erase(self.name)
         except (LayoutsyncError, _Pending) as error:
             failure = error if isinstance(error, LayoutsyncError) else None
@@ -1340,7 +1386,9 @@ class Session(_SessionCore):
 
     ``client`` defaults to ``Client()`` (configured from the environment), made
     on first use so ``plan()`` never needs credentials. ``clock`` is wall time
-    (token ages must survive restarts), ``sleep`` waits between 202 polls.
+    (token ages must survive restarts), ``sleep`` waits between 202 polls, and
+    ``on_wait`` is told of each such wait as it begins (``WaitEvent``; give the
+    client its own ``on_wait`` for its back-offs). The session prints nothing.
     ``durable_inputs`` (default True): a host/speaker change that returned is in
     ``store`` (see "Durable desired state" above).
     ``tokens`` mints the rtcTokens of a spec with ``tokens`` (default: a
@@ -1358,6 +1406,7 @@ class Session(_SessionCore):
         sleep: Callable[[float], object] = time.sleep,
         durable_inputs: bool = True,
         tokens: TokenMinter | None = None,
+        on_wait: WaitHook | None = None,
     ) -> None:
         super().__init__(
             spec,
@@ -1369,6 +1418,7 @@ class Session(_SessionCore):
             tokens=tokens,
         )
         self._sleep = sleep
+        self._on_wait = on_wait
         self._lock = threading.Lock()
 
     def plan(self) -> Plan:
@@ -1417,6 +1467,8 @@ class Session(_SessionCore):
                     error = exc
                 self._observe(effect, value, error)
             elif type(effect) is Sleep:
+                if effect.wait is not None and self._on_wait is not None:
+                    self._on_wait(effect.wait)
                 self._sleep(effect.seconds)
             else:
                 error = self._store_effect(effect)
@@ -1440,6 +1492,7 @@ class AsyncSession(_SessionCore):
         sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
         durable_inputs: bool = True,
         tokens: TokenMinter | None = None,
+        on_wait: WaitHook | None = None,
     ) -> None:
         super().__init__(
             spec,
@@ -1451,6 +1504,7 @@ class AsyncSession(_SessionCore):
             tokens=tokens,
         )
         self._sleep = sleep
+        self._on_wait = on_wait
         self._lock = _IdleFreeLock()
 
     async def plan(self) -> Plan:
@@ -1497,6 +1551,8 @@ class AsyncSession(_SessionCore):
                     error = exc
                 self._observe(effect, value, error)
             elif type(effect) is Sleep:
+                if effect.wait is not None and self._on_wait is not None:
+                    self._on_wait(effect.wait)
                 await self._sleep(effect.seconds)
             else:
                 error = self._store_effect(effect)

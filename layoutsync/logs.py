@@ -22,8 +22,10 @@ def get_logger(**bound: Any) -> Any:
 
     Where the application configured structlog (or a test captures logs), that
     configuration is used, even for loggers made before it. Where nobody did, a
-    library must not print debug lines into someone else's program: the fallback
-    logs info and above to stderr, redacted, as key=value.
+    library must not print into someone else's program: events go, redacted, as
+    key=value, to the standard ``logging`` logger ``"layoutsync"``, which has a
+    ``NullHandler`` (Python's convention for libraries). They appear once the
+    application configures ``logging`` (``logging.basicConfig(level="INFO")``).
     """
     return _LibraryLogger(bound)
 
@@ -47,6 +49,8 @@ class _LibraryLogger:
 
     def is_enabled_for(self, level: int) -> bool:
         """Whether an event at ``level`` would be kept (skip building dropped debug events)."""
+        if not structlog.is_configured():
+            return _STDLIB.isEnabledFor(level)
         enabled = getattr(self._resolve(), "is_enabled_for", None)
         return bool(enabled(level)) if callable(enabled) else True
 
@@ -59,11 +63,16 @@ class _LibraryLogger:
         return _fallback().bind(**self._bound)
 
 
+#: Where the library's events go while structlog is not configured: silent by default.
+_STDLIB = logging.getLogger("layoutsync")
+_STDLIB.addHandler(logging.NullHandler())
+
+
 def _fallback() -> Any:
     return structlog.wrap_logger(
-        structlog.PrintLogger(sys.stderr),
-        processors=_processors(_key_value()),
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        _STDLIB,
+        processors=[structlog.stdlib.filter_by_level, *_processors(_key_value())],
+        wrapper_class=structlog.stdlib.BoundLogger,
     )
 
 

@@ -65,7 +65,15 @@ __all__ = [
     "Watermark",
     "load_spec",
     "read_spec_document",
+    "session_name",
 ]
+
+
+def session_name(path: str | os.PathLike[str]) -> str:
+    """The session a spec file drives, for the CLI and the daemon alike: the file's stem
+    (``specs/lobby.json`` -> ``lobby``), so both find each other's state rows."""
+    return Path(path).stem
+
 
 _ENV_PREFIX: Final = "env:"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -26,7 +26,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import jsonschema
 from jsonschema.exceptions import ValidationError as _SchemaError
@@ -34,7 +34,7 @@ from jsonschema.exceptions import ValidationError as _SchemaError
 try:
     import jsonschema_rs
 except ImportError:  # pragma: no cover - a dependency; without it every piece takes the slow path
-    jsonschema_rs = None
+    jsonschema_rs = None  # type: ignore[assignment]
 
 from ._resources import load_schema
 from .canonical import canonical_hash
@@ -58,7 +58,7 @@ __all__ = [
 MAX_UID = 4294967295
 
 
-def is_host_uid(value: object) -> bool:
+def is_host_uid(value: object) -> TypeGuard[int]:
     """An int (not a bool) in 1..MAX_UID: what every entry point accepts as a host."""
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_UID
 
@@ -140,7 +140,7 @@ def make_validator(schema: Mapping[str, Any]) -> jsonschema.protocols.Validator:
     """A checked ``jsonschema`` validator for ``schema`` whose ``pattern`` means what
     JSON Schema says (ECMA-262), where Python's ``re`` would differ."""
     cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
+    cls.check_schema(dict(schema))
     ecma = jsonschema.validators.extend(cls, {"pattern": _ecma_pattern})
     return ecma(schema)
 
@@ -253,7 +253,9 @@ def _fast_validator(item_schema: str | None) -> Any:
     """``is_valid`` of ``_piece_schema(item_schema)`` (made once)."""
     if jsonschema_rs is None:
         return None
-    return jsonschema_rs.validator_for(_piece_schema(item_schema), validate_formats=False).is_valid
+    return jsonschema_rs.validator_for(
+        dict(_piece_schema(item_schema)), validate_formats=False
+    ).is_valid
 
 
 @functools.cache
@@ -359,18 +361,18 @@ _TYPE_NAMES = {
 def _describe(error: _SchemaError, prefix: str) -> Iterator[FieldError]:
     path = list(error.absolute_path)
     where = _pointer(path, prefix)
-    value = error.instance
+    value: Any = error.instance
     shown = _show(value, path)
     schema = error.schema if isinstance(error.schema, dict) else {}
     kind = error.validator
-    expected = error.validator_value
+    expected: Any = error.validator_value
     if kind == "minimum":
         yield FieldError(where, f"{shown} is below the minimum {expected}")
     elif kind == "maximum":
         yield FieldError(where, f"{shown} is above the maximum {expected}")
     elif kind == "multipleOf" and expected == 2 and isinstance(value, int):
-        hint = f"use {value - 1} or {value + 1}"
-        yield FieldError(where, f"{shown} is odd; pixels are sent as even integers ({hint})")
+        nearest = f"use {value - 1} or {value + 1}"
+        yield FieldError(where, f"{shown} is odd; pixels are sent as even integers ({nearest})")
     elif kind == "type":
         names = [expected] if isinstance(expected, str) else list(expected)
         wanted = " or ".join(_TYPE_NAMES.get(n, n) for n in names)
@@ -409,6 +411,8 @@ def _describe(error: _SchemaError, prefix: str) -> Iterator[FieldError]:
         yield FieldError(where, f"is longer than the maximum of {expected} characters")
     elif kind == "uniqueItems":
         yield FieldError(where, "has duplicate items; every item must be unique")
+    elif kind in {"anyOf", "oneOf"} and schema.get("x-message"):
+        yield FieldError(where, f"{shown} {schema['x-message']}")
     elif kind in {"anyOf", "oneOf"} and error.context:
         best = jsonschema.exceptions.best_match(error.context)
         yield from _describe(best, prefix)

@@ -71,13 +71,13 @@ class TestPlan:
         assert data["visible"] == [101]
         assert [h["uid"] for h in data["hosts"]] == [101]
 
-    def test_bad_hosts_and_missing_spec_exit_1(
+    def test_bad_hosts_and_missing_spec_are_usage_errors(
         self, workdir: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         code, _, err = run(capsys, "plan", "spec.json", "--hosts", "101,abc", "--detailed-exitcode")
         assert code == 1 and "--hosts: 'abc' is not a host uid" in err
         code, _, err = run(capsys, "plan", "missing.json", "--hosts", "101")
-        assert code == 1 and "no such file" in err
+        assert code == 2 and "no such file" in err
         assert "Traceback" not in err
 
 

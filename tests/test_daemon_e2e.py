@@ -427,5 +427,5 @@ def test_refuses_to_start_without_secrets_or_with_a_bad_spec(world: World) -> No
         timeout=60,
     )  # fmt: skip
     assert result.returncode == 2
-    assert "full_gc_interval must be >= 0 seconds" in result.stderr
+    assert "--full-gc-interval: '-5' is not allowed: give a number 0 or more" in result.stderr
     assert "Traceback" not in result.stderr

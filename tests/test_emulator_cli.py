@@ -85,8 +85,10 @@ def test_credentials_default_to_the_client_environment(monkeypatch: pytest.Monke
         (["--fault", "sometimes:500"], "kind"),
         (["--fault", "create:299"], "202 or 400..599"),
         (["--fault", "create:commit-404"], "5xx"),
-        (["--fault-rate", "1.5"], "rate"),
-        (["--qps", "0"], "qps"),
+        (["--fault-rate", "1.5"], "--fault-rate: '1.5' is not allowed: give a number from 0 to 1"),
+        (["--qps", "0"], "--qps: '0' is not allowed: give a number above 0"),
+        (["--port", "99999"], "--port: '99999' is not a port: give a number from 0 to 65535"),
+        (["--port", "-1"], "--port: '-1' is not a port"),
     ],
 )
 def test_bad_flags_exit_2_with_a_clear_message(
@@ -94,8 +96,8 @@ def test_bad_flags_exit_2_with_a_clear_message(
 ) -> None:
     assert main(["emulator", *flags]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and words in err
-    assert "Traceback" not in err
+    assert "error: " in err and words in err
+    assert "Traceback" not in err and "[0, 1]" not in err and "or None" not in err
 
 
 # --- end to end ------------------------------------------------------------------------------

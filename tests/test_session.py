@@ -420,7 +420,9 @@ class TestFailures:
         assert isinstance(result.error, UnknownTaskConflict)
         assert result.requeue_after is None
         text = str(result.error)
-        assert "will not create a second one" in text and "idleTimeout (60 s)" in text
+        assert "will not create a second one" in text
+        assert "the task ends by itself 60 s (its idleTimeout) after its hosts leave" in text
+        assert "`layoutsync adopt SPEC --task-id TASK_ID`" in text
         assert len(emulated.tasks(INSTANCE)) == 1
 
     def test_conflict_names_the_other_session_of_the_same_file(
@@ -435,6 +437,7 @@ class TestFailures:
         error = twin.reconcile().error
         assert isinstance(error, UnknownTaskConflict)
         assert "session 'room7-grid' of this state file" in str(error)
+        assert "run `layoutsync state mv room7-grid twin`" in str(error)
 
     def test_compile_error_is_reported_not_raised(self, emulated: Emulated, clock: Clock) -> None:
         s = session(emulated, clock, input={"channel": CHANNEL, "token": "env:LS_TEST_MISSING"})

@@ -17,6 +17,7 @@ from .models import (
     ResponseEvent,
     Task,
     Updated,
+    WaitEvent,
 )
 from .protocol import (
     MalformedResponse,
@@ -43,6 +44,7 @@ __all__ = [
     "RetryPolicy",
     "Task",
     "Updated",
+    "WaitEvent",
     "build_acquire",
     "build_create",
     "build_delete",

@@ -32,8 +32,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from ..errors import ApiError, TransportError
-from .models import Accepted, Call, Result, Task
+from ..errors import ApiError, RequestTimeout, TransportError
+from .models import Accepted, Call, Result, Task, WaitEvent, WaitThen
 from .protocol import MalformedResponse, Request, build_query, conflicting_task_id, parse
 
 __all__ = [
@@ -265,12 +265,13 @@ def outcome_of(value: Result | Exception) -> Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """Send ``request`` after waiting ``delay`` seconds."""
+    """Send ``request`` after waiting ``delay`` seconds (``wait`` says why, when > 0)."""
 
     request: Request
     delay: float
     phase: Phase
     attempt: int
+    wait: WaitEvent | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,13 +382,22 @@ class RetryMachine:
                 "the service answered 202 (not finished) and never the result", call=value.call
             )
         delay = self._backoff()
+        wait = WaitEvent(
+            call=self.sent.call,
+            reason=_reason(value),
+            request_id=getattr(value, "request_id", None),
+            seconds=delay,
+            then=_THEN[action],
+            number=self._backoffs,
+            limit=len(self.policy.delays),
+        )
         if action is Action.BACKOFF_RESEND:
-            return self._send(self.request, Phase.SEND, delay)
+            return self._send(self.request, Phase.SEND, delay, wait)
         if action is Action.BACKOFF_ADOPT:
             assert self._adopt is not None
-            return self._send(self._adopt, Phase.ADOPT, delay)
+            return self._send(self._adopt, Phase.ADOPT, delay, wait)
         phase = Phase.CHECK if action is Action.BACKOFF_CHECK else Phase.CONFIRM
-        return self._send(self._query(), phase, delay)
+        return self._send(self._query(), phase, delay, wait)
 
     def _backoff(self) -> float:
         delay = self.policy.delay(self._backoffs)
@@ -404,9 +414,34 @@ class RetryMachine:
             self._check = build_query(request.app_id, request.task_id, request.builder_token)
         return self._check
 
-    def _send(self, request: Request, phase: Phase, delay: float) -> Send:
+    def _send(
+        self, request: Request, phase: Phase, delay: float, wait: WaitEvent | None = None
+    ) -> Send:
         self.attempt += 1
         self.sent = request
         self.phase = phase
         self._waiting = True
-        return Send(request, delay, phase, self.attempt)
+        return Send(request, delay, phase, self.attempt, wait)
+
+
+#: What follows each back-off, as ``WaitEvent.then`` tells it.
+_THEN: Final[Mapping[Action, WaitThen]] = {
+    Action.BACKOFF_RESEND: "retry",
+    Action.BACKOFF_CHECK: "check",
+    Action.BACKOFF_CONFIRM: "confirm",
+    Action.BACKOFF_ADOPT: "check",
+}
+
+
+def _reason(value: Result | Exception) -> str:
+    """The answer that caused a wait, in the words an operator reads in the vendor's docs."""
+    if isinstance(value, ApiError) and value.status_code is not None:
+        return str(value.status_code)
+    if isinstance(value, Accepted):
+        return "202"
+    if isinstance(value, RequestTimeout):
+        return "timeout"
+    if isinstance(value, TransportError):
+        cause = value.__cause__
+        return f"no response ({type(cause).__name__})" if cause is not None else "no response"
+    return type(value).__name__

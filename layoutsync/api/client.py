@@ -30,7 +30,7 @@ from ..errors import LayoutsyncError, RequestTimeout, TransportError
 from ..logs import get_logger
 from ..redact import MASK
 from ._retry import DEFAULT_POLICY, Done, RetryMachine, RetryPolicy, Send
-from .models import Accepted, BuilderToken, ResponseEvent, Result, Task, Updated
+from .models import Accepted, BuilderToken, ResponseEvent, Result, Task, Updated, WaitEvent
 from .protocol import (
     Request,
     build_acquire,
@@ -62,12 +62,16 @@ _USER_AGENT: Final = "layoutsync"
 #: Called with every HTTP exchange (checks and retries included), e.g. to count calls by status.
 ResponseHook = Callable[[ResponseEvent], None]
 
+#: Called as each back-off begins (before the sleep), e.g. to tell a user why nothing happens.
+WaitHook = Callable[[WaitEvent], None]
+
 
 def _setting(value: str | None, env: str, what: str, argument: str) -> str:
     if value is None:
         value = os.environ.get(env)
     if not value:
-        raise LayoutsyncError(f"no {what}: set {env} in the environment or pass {argument}=")
+        # Named in the CLI's terms (the variable); a library caller passes ``argument`` instead.
+        raise LayoutsyncError(f"no {what}: set {env} in the environment")
     return value
 
 
@@ -107,11 +111,11 @@ class _Cookieless:
 _NO_COOKIES = _IgnoredCookies()
 
 
-class _HttpClient(_Cookieless, httpx.Client):  # type: ignore[misc]
+class _HttpClient(_Cookieless, httpx.Client):  # type: ignore[override]
     pass
 
 
-class _AsyncHttpClient(_Cookieless, httpx.AsyncClient):  # type: ignore[misc]
+class _AsyncHttpClient(_Cookieless, httpx.AsyncClient):  # type: ignore[override]
     pass
 
 
@@ -132,6 +136,7 @@ class _BaseClient:
         timeout: float | httpx.Timeout,
         retry: RetryPolicy | None,
         on_response: ResponseHook | None,
+        on_wait: WaitHook | None = None,
     ) -> None:
         self.base_url = _base_url(base_url)
         self.app_id = _setting(app_id, ENV_APP_ID, "app id", "app_id")
@@ -142,6 +147,7 @@ class _BaseClient:
         self.retry = retry if retry is not None else DEFAULT_POLICY
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._on_response = on_response
+        self._on_wait = on_wait
         self._log = get_logger(component="api", app_id=self.app_id)
         self._closed = False
         # The base URL and the Request's encoded target make an absolute URL: httpx then
@@ -224,6 +230,8 @@ class _BaseClient:
             attempt=step.attempt,
             delay_s=round(step.delay, 3),
         )
+        if self._on_wait is not None and step.wait is not None:
+            self._on_wait(step.wait)
 
     @staticmethod
     def _transport_error(exc: BaseException, request: Request) -> TransportError:
@@ -264,6 +272,7 @@ class Client(_BaseClient):
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], object] = time.sleep,
         on_response: ResponseHook | None = None,
+        on_wait: WaitHook | None = None,
     ) -> None:
         super().__init__(
             base_url=base_url,
@@ -273,6 +282,7 @@ class Client(_BaseClient):
             timeout=timeout,
             retry=retry,
             on_response=on_response,
+            on_wait=on_wait,
         )
         self._sleep = sleep
         self._http = _HttpClient(
@@ -388,6 +398,7 @@ class AsyncClient(_BaseClient):
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
         on_response: ResponseHook | None = None,
+        on_wait: WaitHook | None = None,
     ) -> None:
         super().__init__(
             base_url=base_url,
@@ -397,6 +408,7 @@ class AsyncClient(_BaseClient):
             timeout=timeout,
             retry=retry,
             on_response=on_response,
+            on_wait=on_wait,
         )
         self._sleep = sleep
         self._http = _AsyncHttpClient(

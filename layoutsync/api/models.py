@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "BUILDER_TOKEN_TTL",
@@ -22,6 +22,7 @@ __all__ = [
     "Result",
     "Task",
     "Updated",
+    "WaitEvent",
 ]
 
 #: Seconds a builderToken may be used for a Create after it was issued (vendor page: 5 minutes).
@@ -125,3 +126,47 @@ class ResponseEvent:
     attempt: int
     phase: str
     error: str | None = None
+
+
+#: What follows a wait: send the call again, Query whether it took effect, Query whether
+#: the task is really gone, or Query until an accepted (202) call settles.
+WaitThen = Literal["retry", "check", "confirm", "poll"]
+
+_THEN: Mapping[str, str] = {
+    "retry": "retrying",
+    "check": "asking with a Query whether it took effect",
+    "confirm": "confirming with a Query that the task is gone",
+    "poll": "asking with a Query whether it finished",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WaitEvent:
+    """A wait about to begin, as passed to ``on_wait`` hooks (``Client``, ``Session``).
+
+    ``reason`` is the answer that caused it (``"503"``, ``"404"``, ``"202"``,
+    ``"no response"``, ``"timeout"``); ``then`` what follows the wait
+    (``retry``, ``check``, ``confirm`` or ``poll``); ``number`` counts the waits
+    of one call or poll, of ``limit`` at most. It carries no secrets, so an
+    application may print ``str(event)`` as it is.
+    """
+
+    call: Call
+    reason: str
+    request_id: str | None
+    seconds: float
+    then: WaitThen
+    number: int
+    limit: int
+
+    def __str__(self) -> str:
+        rid = f" (request id {self.request_id})" if self.request_id else ""
+        what = "202 (accepted, not finished)" if self.reason == "202" else self.reason
+        return (
+            f"{what} from {self.call.value.capitalize()}{rid}; {_THEN.get(self.then, self.then)} "
+            f"in {_seconds(self.seconds)}, {self.number} of {self.limit}"
+        )
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f} s" if value >= 1.5 else f"{value:.1f} s"

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 from urllib.parse import quote, urlencode
 
 import orjson
@@ -357,7 +357,7 @@ def _task(call: Call, body: Any, request_id: str | None) -> Task | MalformedResp
     return MalformedResponse("the response is not a task object (taskId, status)", call=call)
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

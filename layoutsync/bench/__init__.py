@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+import importlib.util
 import logging
 import pkgutil
 import statistics
@@ -20,7 +21,15 @@ from dataclasses import dataclass, field
 
 import structlog
 
-__all__ = ["BenchOptions", "Figure", "discover", "measure", "median_seconds", "quiet_logs"]
+__all__ = [
+    "BenchOptions",
+    "Figure",
+    "describe",
+    "discover",
+    "measure",
+    "median_seconds",
+    "quiet_logs",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +39,12 @@ class BenchOptions:
 
 @dataclass(frozen=True, slots=True)
 class Figure:
-    """One measured figure; ``ok`` is None when there is no goal to meet."""
+    """One measured figure; ``ok`` is None when there is no goal to meet.
+
+    ``machine`` marks a figure that measures the machine more than layoutsync (an
+    absolute rate or time, not a ratio against a baseline of the same run): a miss
+    is reported but fails ``layoutsync bench`` only with ``--strict``.
+    """
 
     bench: str
     name: str
@@ -39,6 +53,7 @@ class Figure:
     goal: str = ""
     ok: bool | None = None
     details: dict[str, float | int | str] = field(default_factory=dict)
+    machine: bool = False
 
 
 def median_seconds(fn: Callable[[], object], *, rounds: int, inner: int = 1) -> float:
@@ -87,3 +102,20 @@ def discover() -> Iterable[tuple[str, Callable[[BenchOptions], list[Figure]]]]:
     for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if not module.name.startswith("_"):
             yield module.name, importlib.import_module(f"{__name__}.{module.name}").run
+
+
+def describe() -> list[tuple[str, str]]:
+    """(name, first docstring line) of every benchmark, read without importing them."""
+    import ast
+
+    found = []
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if module.name.startswith("_"):
+            continue
+        spec = importlib.util.find_spec(f"{__name__}.{module.name}")
+        doc = ""
+        if spec is not None and spec.origin:
+            with open(spec.origin, encoding="utf-8") as source:
+                doc = ast.get_docstring(ast.parse(source.read())) or ""
+        found.append((module.name, doc.split("\n", 1)[0].strip()))
+    return found

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +14,13 @@ from ..validate import MAX_UID
 
 __all__ = [
     "FileProblem",
+    "HelpFormatter",
     "UsageProblem",
     "eprint",
+    "number",
     "parse_hosts",
     "parse_uid",
+    "port_number",
     "read_json_file",
 ]
 
@@ -60,3 +66,60 @@ def parse_hosts(text: str) -> list[int]:
     if not text.strip():
         return []
     return [parse_uid(part, "--hosts") for part in text.split(",")]
+
+
+def number(
+    *, minimum: float, above: bool = False, maximum: float | None = None, whole: bool = False
+) -> Callable[[str], float]:
+    """An argparse ``type`` for a number in range, whose message says what is allowed."""
+
+    def convert(text: str) -> float:
+        try:
+            value: float = int(text) if whole else float(text)
+        except ValueError:
+            value = math.nan
+        low_ok = value > minimum if above else value >= minimum
+        high_ok = maximum is None or value <= maximum
+        if not (math.isfinite(value) and low_ok and high_ok):
+            kind = "a whole number" if whole else "a number"
+            low = f"above {minimum:g}" if above else f"{minimum:g} or more"
+            wanted = f"{kind} {low}"
+            if maximum is not None:
+                wanted = f"{kind} from {minimum:g} to {maximum:g}"
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed: give {wanted}")
+        return value
+
+    return convert
+
+
+def port_number(text: str) -> int:
+    """An argparse ``type`` for a TCP port: 0 (pick a free one) to 65535."""
+    value = text.strip()
+    if not value.isdigit() or int(value) > 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a port: give a number from 0 to 65535 (0 picks a free one)"
+        )
+    return int(value)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every flag's help says its default: the value, "off", "none" or "required"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (
+            not action.option_strings
+            or action.default is argparse.SUPPRESS
+            or "default" in text
+            or "required" in text
+        ):
+            return text
+        if action.required:
+            return f"{text} (required)"
+        if isinstance(action, argparse._StoreTrueAction):
+            return f"{text} (default: off)"
+        if isinstance(action, argparse._StoreFalseAction):
+            return f"{text} (default: on)"
+        if action.default is None or action.default == []:
+            return f"{text} (default: none)"
+        return f"{text} (default: %(default)s)"

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+import os
 
 from ..compile import Compiled, compile_layout
 from ..redact import MASK
 from ..spec import SpecFileError, load_spec
 from ._common import UsageProblem, eprint, parse_hosts, parse_uid
+from ._session_verbs import note_hosts, note_spec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     except SpecFileError as exc:
         eprint(f"error: {exc}")
         return 2
+    note_hosts(hosts, speaker, args.hosts)
+    note_spec(spec)
     # Minted tokens (spec ``tokens``) are minted only to be shown: the certificate is not
     # needed to print a body whose tokens are masked anyway.
     masked = (MASK, MASK) if spec.token_settings is not None and not args.show_secrets else None
@@ -62,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     text = json.dumps(body, indent=2) + "\n"
     if args.out:
         try:
-            Path(args.out).write_text(text, encoding="utf-8")
+            _write(args.out, text, private=args.show_secrets)
         except OSError as exc:
             eprint(f"error: cannot write {args.out}: {exc}")
             return 2
@@ -70,6 +73,17 @@ def run(args: argparse.Namespace) -> int:
         print(text, end="")
     eprint(_summary(compiled, args.out))
     return 0
+
+
+def _write(path: str, text: str, *, private: bool) -> None:
+    """Write ``path``; with the tokens in it, readable by the owner only (0600), as the
+    state file is, even when the file existed with a wider mode."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    fd = os.open(path, flags, 0o600 if private else 0o666)
+    if private:
+        os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
 
 
 def _summary(compiled: Compiled, out: str | None) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 
 from ..errors import LayoutsyncError
-from ._common import eprint
+from ._common import eprint, number
 
 __all__ = ["ENV_API_TOKEN", "ENV_NCS_SECRET", "parse_listen", "register", "run"]
 
@@ -62,35 +62,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--debounce",
-        type=float,
+        type=number(minimum=0),
         default=0.2,
         metavar="SECONDS",
         help="gather a burst of events for this long into one reconcile (default 0.2)",
     )
     parser.add_argument(
         "--concurrency",
-        type=int,
+        type=number(minimum=1, whole=True),
         default=16,
         metavar="N",
         help="reconciles running at once (default 16)",
     )
     parser.add_argument(
         "--qps",
-        type=float,
+        type=number(minimum=0, above=True),
         default=10.0,
         metavar="N",
         help="outgoing API requests per second, retries included (default 10)",
     )
     parser.add_argument(
         "--burst",
-        type=int,
+        type=number(minimum=1, whole=True),
         default=10,
         metavar="N",
         help="outgoing requests allowed at once above the rate (default 10)",
     )
     parser.add_argument(
         "--resync",
-        type=float,
+        type=number(minimum=0, above=True),
         default=300.0,
         metavar="SECONDS",
         help="period of the Query of every live task, to notice drift (default 300; "
@@ -98,7 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--full-gc-interval",
-        type=float,
+        type=number(minimum=0),
         default=600.0,
         metavar="SECONDS",
         help="seconds between full garbage collections (default 600); in between, "
@@ -226,6 +226,14 @@ def run(args: argparse.Namespace) -> int:
     )
     if not _is_loopback(host):
         log.warning("listening beyond loopback", host=host)
+    if not daemon.names():
+        log.warning(
+            "no sessions: no spec file (.json, .toml) under --config",
+            config=str(settings.config),
+            hint="add spec files there; they are loaded as they appear"
+            if settings.watch
+            else "add spec files there and restart (--no-watch)",
+        )
     log.info(
         "listening",
         url=f"http://{'[' + host + ']' if ':' in host else host}:{sock.getsockname()[1]}",

@@ -28,7 +28,7 @@ from ..emulator.state import (
     DEFAULT_CUSTOMER_SECRET,
     EmulatorConfig,
 )
-from ._common import eprint
+from ._common import eprint, number, port_number
 
 ENV_BASE_URL = "LAYOUTSYNC_BASE_URL"
 ENV_APP_ID = "LAYOUTSYNC_APP_ID"
@@ -47,7 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"${ENV_APP_ID} (else {DEFAULT_APP_ID!r}).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8089, help="port; 0 picks a free one")
+    parser.add_argument(
+        "--port", type=port_number, default=8089, help="port; 0 picks a free one (default 8089)"
+    )
     parser.add_argument(
         "--app-id",
         action="append",
@@ -66,7 +68,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--customer-secret", metavar="S", help=f"Basic auth secret (default ${ENV_SECRET})"
     )
     parser.add_argument(
-        "--qps", type=float, help="rate limit per app id (token bucket, burst = QPS); 429 beyond"
+        "--qps",
+        type=number(minimum=0, above=True),
+        help="rate limit per app id in requests/s (token bucket, burst = QPS); 429 beyond "
+        "(default: no limit)",
     )
     parser.add_argument(
         "--retried-create",
@@ -90,7 +95,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"with ACTION: {ACTION_HELP}. Repeatable",
     )
     parser.add_argument(
-        "--fault-rate", type=float, help="random faults: probability per call, in [0, 1]"
+        "--fault-rate",
+        type=number(minimum=0, maximum=1),
+        help="random faults: the share of calls that fail, from 0 to 1, e.g. 0.1 for one "
+        "call in ten (default: no random faults)",
     )
     parser.add_argument("--fault-seed", type=int, default=0, help="random faults: RNG seed")
     parser.add_argument(
@@ -103,7 +111,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--fault-delay",
-        type=float,
+        type=number(minimum=0),
         default=DEFAULT_DELAY,
         help="seconds the 'delay' action sleeps (default %(default)s)",
     )
@@ -194,6 +202,12 @@ def run(args: argparse.Namespace) -> int:
         if os.environ.get(ENV_SECRET)
         else "the built-in default (see layoutsync.emulator.DEFAULT_CUSTOMER_SECRET)"
     )
+    if args.customer_secret:
+        secret_env = f"{ENV_SECRET}='<the --customer-secret you gave>'"
+    elif os.environ.get(ENV_SECRET):
+        secret_env = f'{ENV_SECRET}="${ENV_SECRET}"'  # already set where the emulator runs
+    else:  # the built-in default is public: a local fake's password, printed to be pasted
+        secret_env = f"{ENV_SECRET}={config.customer_secret}"
     banner = [
         f"layoutsync emulator listening on {base_url}",
         f"  base URL:      {base_url}",
@@ -201,9 +215,11 @@ def run(args: argparse.Namespace) -> int:
         f"  customer key:  {config.customer_key}",
         f"  secret:        from {secret_source}; set it with --customer-secret or ${ENV_SECRET}",
         f"  rate limit:    {f'{config.qps:g}/s per app id' if config.qps else 'off'}",
-        f"  admin API:     {base_url}/_emulator/ (tasks, requests, faults, clock, reset)",
-        f"  client env:    {ENV_BASE_URL}={base_url} {ENV_APP_ID}={config.app_ids[0]} "
-        f"{ENV_KEY}={config.customer_key}",
+        f"  admin API:     {base_url}/_emulator/ (an index of tasks, requests, faults, clock, "
+        "reset)",
+        "  client environment, ready to paste:",
+        f"    export {ENV_BASE_URL}={base_url} {ENV_APP_ID}={config.app_ids[0]} "
+        f"{ENV_KEY}={config.customer_key} {secret_env}",
     ]
 
     class _Server(uvicorn.Server):

@@ -3,7 +3,7 @@
 
 Shows what ``apply`` would send, like ``terraform plan``: no request is made
 and the state file is not written (nor created). With ``--detailed-exitcode``:
-0 no changes, 2 changes, 1 error.
+0 no changes, 2 changes, 1 error (a usage error too: 2 means changes).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--detailed-exitcode",
         action="store_true",
-        help="exit 0 for no changes, 2 for changes, 1 for errors",
+        help="exit 0 for no changes, 2 for changes, 1 for errors and usage errors "
+        "(default: off: 0 or 1)",
     )
     parser.add_argument(
         "--preview",
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args)
     session = open_session(args, create_state=False)
     if session is None:
-        return 1
+        return 1 if args.detailed_exitcode else 2
     plan = session.plan()
     show_plan(plan, session, as_json=args.json)
     if args.preview and write_plan_preview(args.preview, session, plan):

@@ -11,6 +11,7 @@ Routes (JSON in and out):
 ``POST /v1/sessions/{name}/reconcile``        reconcile now, answer with the result
 ``POST /v1/webhooks/agora``                   NCS events, signed (no bearer token)
 ``GET  /``, ``.../{name}/preview.svg``        dashboard and pictures (``dashboard.py``)
+``GET  /openapi.json``                        this API as OpenAPI 3.1 (``openapi.py``), open
 ========================================  ==================================================
 
 Every ``/v1`` route but the webhook needs ``Authorization: Bearer <token>``
@@ -46,6 +47,7 @@ from ..redact import redact
 from ..validate import MAX_UID
 from .dashboard import dashboard_routes
 from .metrics import CONTENT_TYPE
+from .openapi import OPENAPI_PATH, openapi_document
 from .runtime import Daemon, UnknownSession, check_uid
 from .webhooks import SignatureCheck, WebhookError, parse_notification, verify_signature
 
@@ -262,6 +264,9 @@ def create_app(
         ok, checks = daemon.ready()
         return _json({"ready": ok, "checks": dict(checks)}, 200 if ok else 503)
 
+    async def openapi(_: Request) -> Response:
+        return _json(openapi_document())
+
     async def metrics(_: Request) -> Response:
         return Response(daemon.metrics.render(), media_type=CONTENT_TYPE)
 
@@ -407,6 +412,7 @@ def create_app(
         Route(f"{sessions}/speaker", endpoint(put_speaker), methods=["PUT"]),
         Route(f"{sessions}/reconcile", endpoint(reconcile), methods=["POST"]),
         Route("/v1/webhooks/agora", endpoint(webhook, auth=False), methods=["POST"]),
+        Route(OPENAPI_PATH, endpoint(openapi, auth=False), methods=["GET"]),
     ]
     routes += dashboard_routes(daemon, endpoint)
     app = Starlette(

@@ -28,6 +28,7 @@ from typing import Any
 
 from ..errors import LayoutsyncError
 from ..logs import get_logger
+from ..spec import session_name
 
 __all__ = [
     "SPEC_SUFFIXES",
@@ -82,11 +83,6 @@ class ConfigChanges:
 
     def __bool__(self) -> bool:
         return bool(self.added or self.changed or self.removed)
-
-
-def session_name(path: Path) -> str:
-    """The session name of a spec file: its stem."""
-    return path.stem
 
 
 def _stamp(stat: os.stat_result) -> tuple[int, int, int]:
@@ -263,7 +259,9 @@ class SpecCatalog:
             errors[name] = ConfigError(
                 name,
                 accepted[name].path,
-                f"instanceId {instance_id!r} is already used by session {owner!r}",
+                f"instanceId {instance_id!r} is already used by session {owner!r} (two tasks "
+                "would fight with 409s): give this file another instanceId, or remove one of "
+                "the two files",
             )
             if name in self._specs:
                 accepted[name] = self._specs[name]  # an edit: keep the previous spec

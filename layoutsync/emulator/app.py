@@ -370,6 +370,14 @@ class _Admin:
         except orjson.JSONDecodeError as exc:
             raise _Reject(_message(400, f"the request body is not JSON: {exc}")) from None
 
+    async def index(self, request: Request) -> Response:
+        """The admin routes, so the link the banner prints answers with a map."""
+        routes = [
+            {"path": route.path, "methods": sorted((route.methods or set()) - {"HEAD"})}
+            for route in self.routes()
+        ]
+        return self._ok(request, {"emulator": "layoutsync", "admin": routes})
+
     async def health(self, request: Request) -> Response:
         return self._ok(request, {"ok": True, "now": self.emulator.now()})
 
@@ -502,10 +510,13 @@ class _Admin:
         return self._ok(request, {"reset": True})
 
     def routes(self) -> list[Route]:
-        def route(path: str, endpoint: Callable[[Request], Awaitable[Response]], *methods: str):
+        def route(
+            path: str, endpoint: Callable[[Request], Awaitable[Response]], *methods: str
+        ) -> Route:
             return Route(f"/_emulator{path}", _rejecting(endpoint), methods=list(methods))
 
         return [
+            route("/", self.index, "GET"),
             route("/health", self.health, "GET"),
             route("/tasks", self.tasks, "GET"),
             route("/tasks/{task_id}", self.task, "GET"),
