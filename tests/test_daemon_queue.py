@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import random
 
 import httpx
 import pytest
 
 from layoutsync.daemon.queue import BackoffLimiter, QueueCore, QueueShutDown, WorkQueue
-from layoutsync.daemon.ratelimit import RateLimitedTransport, TokenBucket
+from layoutsync.daemon.ratelimit import (
+    DEFAULT_MARGIN,
+    RateLimitedTransport,
+    RateLimiter,
+    TokenBucket,
+    max_burst,
+    prepaid,
+    take,
+)
+from layoutsync.emulator.state import DEFAULT_APP_ID, Emulator, EmulatorConfig, ManualClock
 
 
 class FakeClock:
@@ -97,6 +107,65 @@ class TestQueueCore:
     def test_negative_debounce_is_refused(self) -> None:
         with pytest.raises(ValueError):
             QueueCore(debounce=-1)
+
+
+class TestChangesApartFromResyncs:
+    """Real work (changes) is counted apart from scheduled resyncs, with its oldest age."""
+
+    def test_resyncs_are_not_changes(self) -> None:
+        q: QueueCore[str] = QueueCore(debounce=0.0)
+        for key in ("a", "b", "c"):
+            q.add_after(key, 5.0, now=0.0)
+        q.add("d", now=1.0)
+        assert (len(q), q.changes()) == (4, 1)
+        assert q.oldest_change() == 1.0
+        q.add("a", now=2.0)  # an event for a session that waited for its resync
+        assert (len(q), q.changes()) == (4, 2)
+
+    def test_a_change_is_pending_until_it_is_done(self) -> None:
+        q: QueueCore[str] = QueueCore(debounce=0.0)
+        q.add("a", now=1.0)
+        q.add("a", now=3.0)  # the first change not applied yet decides the age
+        assert q.pop(now=4.0) == "a"
+        assert q.changes() == 0
+        assert q.oldest_change() == 1.0  # being applied is still pending
+        q.done("a")
+        assert q.oldest_change() is None
+
+    def test_a_failed_change_stays_pending_through_its_backoff(self) -> None:
+        q: QueueCore[str] = QueueCore(debounce=0.0)
+        q.add("a", now=1.0)
+        assert q.pop(now=1.0) == "a"
+        q.add_after("a", 30.0, now=2.0)  # the backoff
+        q.done("a", settled=False)
+        assert (q.changes(), q.oldest_change()) == (1, 1.0)
+        assert q.pop(now=32.0) == "a"
+        q.done("a")
+        assert (q.changes(), q.oldest_change()) == (0, None)
+
+    def test_a_failed_resync_is_not_a_change(self) -> None:
+        q: QueueCore[str] = QueueCore(debounce=0.0)
+        q.add_after("a", 0.0, now=0.0)
+        assert q.pop(now=0.0) == "a"
+        q.add_after("a", 30.0, now=1.0)
+        q.done("a", settled=False)
+        assert (len(q), q.changes(), q.oldest_change()) == (1, 0, None)
+
+    def test_forget_drops_the_change(self) -> None:
+        q: QueueCore[str] = QueueCore(debounce=0.0)
+        q.add("a", now=1.0)
+        q.forget("a")
+        assert (q.changes(), q.oldest_change()) == (0, None)
+
+    def test_work_queue_reports_the_age(self) -> None:
+        clock = FakeClock(100.0)
+        q: WorkQueue[str] = WorkQueue(debounce=0.5, clock=clock)
+        assert q.oldest_change_age() == 0.0
+        q.add("a")
+        q.add_after("b", 10.0)
+        clock.advance(7.0)
+        assert q.oldest_change_age() == pytest.approx(7.0)
+        assert (len(q), q.changes(), q.waiting()) == (2, 1, ("a", "b"))
 
 
 class TestBackoffLimiter:
@@ -241,41 +310,79 @@ class TestWorkQueue:
 
 
 class TestTokenBucket:
-    """Reservations: a burst goes at once, then one token per 1/rate seconds, FIFO."""
+    """Pacing below the quota, a burst that fits in it, reservations served FIFO."""
 
-    def test_burst_then_rate(self) -> None:
+    def test_paces_below_the_quota(self) -> None:
         clock = FakeClock(0.0)
-        bucket = TokenBucket(rate=10, burst=3, clock=clock)
-        assert [bucket.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
-        assert bucket.reserve() == pytest.approx(0.1)
-        assert bucket.reserve() == pytest.approx(0.2)
-        clock.advance(0.2)
-        assert bucket.available() == pytest.approx(0.0)
-        clock.advance(10.0)
-        assert bucket.available() == pytest.approx(3.0)  # never more than the burst
+        bucket = TokenBucket(10, clock=clock)
+        assert bucket.rate == pytest.approx(9.5)  # the default 5 % margin
+        assert [bucket.reserve_now() for _ in range(3)] == pytest.approx([0.0, 1 / 9.5, 2 / 9.5])
 
-    def test_sustained_rate_never_exceeds_qps(self) -> None:
+    def test_asked_burst_is_lowered_to_what_fits_in_one_second(self) -> None:
+        assert TokenBucket(10, burst=10).burst == 1  # 1 + floor(9.5) = 10
+        assert TokenBucket(10, burst=10).requested_burst == 10
+        assert TokenBucket(100, burst=20).burst == 5  # 5 + floor(95) = 100
+        assert TokenBucket(100, burst=3).burst == 3
+        assert max_burst(200, 190) == 10
+        assert max_burst(10, 10) == 1  # never below one
+
+    @pytest.mark.parametrize(("qps", "burst"), [(10, 1), (10, 10), (100, 20), (37, 5)])
+    def test_no_one_second_window_holds_more_than_qps(self, qps: int, burst: int) -> None:
+        """Bursts after idle spells, then saturation: every window starting at a send."""
         clock = FakeClock(0.0)
-        bucket = TokenBucket(rate=10, burst=10, clock=clock)
-        sends = [bucket.reserve() for _ in range(100)]
-        # 100 requests: 10 at once, the 90 others spread over 9 seconds
-        assert max(sends) == pytest.approx(9.0)
-        for start in range(0, 100, 10):
-            window = [t for t in sends if start / 10 <= t < start / 10 + 1.0]
-            assert len(window) <= 20  # burst + rate in any one-second window
+        bucket = TokenBucket(qps, burst, clock=clock)
+        sends: list[float] = []
+        rng = random.Random(qps)
+        for _ in range(40):
+            clock.advance(rng.choice([0.0, 0.01, 0.3, 1.5, 5.0]))  # idle spells, refills
+            for _ in range(rng.randrange(1, 3 * qps)):
+                sends.append(clock.now + bucket.reserve_now())
+        sends.sort()
+        for i, start in enumerate(sends):
+            in_window = bisect.bisect_right(sends, start + 1.0) - i
+            assert in_window <= qps, f"{in_window} requests in [{start:.3f}, {start + 1:.3f}]"
+
+    def test_the_emulator_never_answers_429_even_to_early_arrivals(self) -> None:
+        """The emulator's own bucket (burst = qps), limit equal to --qps, arrivals 3 ms early."""
+        for margin, expect_429 in ((DEFAULT_MARGIN, False), (0.0, True)):
+            clock = FakeClock(0.0)
+            # burst=10 is what the daemon used to default to: 10 at once, then exactly 1/qps
+            bucket = TokenBucket(10, 10, margin=margin, clock=clock)
+            if margin == 0.0:
+                bucket.burst = 10  # the old bucket, which did not lower the burst
+                bucket._tokens = 10.0
+            emulator_clock = ManualClock(0.0)
+            emulator = Emulator(EmulatorConfig(qps=10), clock=emulator_clock)
+            refused = 0
+            for _ in range(5):
+                clock.advance(3.0)  # an idle spell
+                sends = sorted(clock.now + bucket.reserve_now() for _ in range(60))
+                for k, at in enumerate(sends):
+                    early = 0.003 if k % 7 == 3 else 0.0
+                    emulator_clock.advance(max(0.0, at - early - emulator_clock()))
+                    refused += emulator.admit(DEFAULT_APP_ID) is not None
+                clock.now = sends[-1]
+            assert (refused > 0) is expect_429, (margin, refused)
 
     def test_cancel_gives_the_token_back(self) -> None:
         clock = FakeClock(0.0)
-        bucket = TokenBucket(rate=1, burst=1, clock=clock)
-        bucket.reserve()
-        assert bucket.reserve() == pytest.approx(1.0)
-        bucket.cancel()
-        assert bucket.reserve() == pytest.approx(1.0)
+        bucket = TokenBucket(1, 1, margin=0.0, clock=clock)
+        bucket.reserve_now()
+        assert bucket.reserve_now() == pytest.approx(1.0)
+        bucket.cancel_now()
+        assert bucket.reserve_now() == pytest.approx(1.0)
+        clock.advance(10.0)
+        assert bucket.available() == pytest.approx(1.0)  # never more than the burst
 
-    @pytest.mark.parametrize(("rate", "burst"), [(0, 1), (-1, 1), (1, 0)])
-    def test_bad_parameters(self, rate: float, burst: int) -> None:
+    @pytest.mark.parametrize(
+        ("qps", "burst", "margin"), [(0, 1, 0.05), (-1, 1, 0.05), (1, 0, 0.05), (1, 1, 1.0)]
+    )
+    def test_bad_parameters(self, qps: float, burst: int, margin: float) -> None:
         with pytest.raises(ValueError):
-            TokenBucket(rate=rate, burst=burst)
+            TokenBucket(qps, burst, margin=margin)
+
+    def test_is_a_rate_limiter(self) -> None:
+        assert isinstance(TokenBucket(), RateLimiter)
 
     @pytest.mark.anyio
     async def test_transport_takes_a_token_per_request(self) -> None:
@@ -285,26 +392,46 @@ class TestTokenBucket:
         async def fake_sleep(seconds: float) -> None:
             slept.append(seconds)
 
-        bucket = TokenBucket(rate=5, burst=2, clock=clock, sleep=fake_sleep)
+        bucket = TokenBucket(5, 1, margin=0.0, clock=clock)
         seen: list[str] = []
 
         def handler(request: httpx.Request) -> httpx.Response:
             seen.append(request.url.path)
             return httpx.Response(200, json={})
 
-        transport = RateLimitedTransport(httpx.MockTransport(handler), bucket)
+        transport = RateLimitedTransport(httpx.MockTransport(handler), bucket, sleep=fake_sleep)
         async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
-            for i in range(4):
+            for i in range(3):
                 await client.get(f"/r{i}")
-        assert seen == ["/r0", "/r1", "/r2", "/r3"]
+        assert seen == ["/r0", "/r1", "/r2"]
         assert slept == [pytest.approx(0.2), pytest.approx(0.4)]
+
+    @pytest.mark.anyio
+    async def test_a_prepaid_token_covers_the_first_request_only(self) -> None:
+        clock = FakeClock(0.0)
+        slept: list[float] = []
+
+        async def fake_sleep(seconds: float) -> None:
+            slept.append(seconds)
+
+        bucket = TokenBucket(5, 1, margin=0.0, clock=clock)
+        assert await bucket.reserve() == 0.0  # the worker's reservation
+        transport = RateLimitedTransport(
+            httpx.MockTransport(lambda request: httpx.Response(200)), bucket, sleep=fake_sleep
+        )
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+            with prepaid() as token:
+                await client.get("/first")
+                assert token.used and slept == []
+                await client.get("/second")
+        assert slept == [pytest.approx(0.2)]
 
     @pytest.mark.anyio
     async def test_a_cancelled_wait_returns_its_token(self) -> None:
         clock = FakeClock(0.0)
-        bucket = TokenBucket(rate=1, burst=1, clock=clock)
-        bucket.reserve()
-        waiter = asyncio.create_task(bucket.acquire())
+        bucket = TokenBucket(1, 1, clock=clock)
+        bucket.reserve_now()
+        waiter = asyncio.create_task(take(bucket))
         await asyncio.sleep(0)
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -7,7 +7,8 @@ webhooks with) and the API client's ``LAYOUTSYNC_APP_ID``,
 ``LAYOUTSYNC_BASE_URL``). Everything is checked before the port is opened:
 a missing secret or a bad flag exits 2, a spec that does not load or a state
 file that cannot be opened exits 1, each with one clear message.
-SIGTERM drains (in-flight and queued reconciles finish) and exits 0.
+SIGTERM drains (in-flight and queued reconciles finish, for at most
+``--drain-timeout`` seconds), logs what it did and what it left, and exits 0.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ __all__ = ["ENV_API_TOKEN", "ENV_NCS_SECRET", "parse_listen", "register", "run"]
 ENV_API_TOKEN = "LAYOUTSYNC_API_TOKEN"
 ENV_NCS_SECRET = "LAYOUTSYNC_NCS_SECRET"
 DEFAULT_LISTEN = "127.0.0.1:8080"
+DEFAULT_DRAIN_TIMEOUT = 20.0
+# The same as layoutsync.daemon.ratelimit's (a test holds them equal); not imported from
+# there, since importing the daemon package costs every CLI command its web stack.
+DEFAULT_QPS = 10.0
+DEFAULT_MARGIN = 0.05
+DEFAULT_BURST = 1
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -77,16 +84,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--qps",
         type=number(minimum=0, above=True),
-        default=10.0,
+        default=DEFAULT_QPS,
         metavar="N",
-        help="outgoing API requests per second, retries included (default 10)",
+        help=f"the vendor's quota: outgoing API requests per second, retries included "
+        f"(default {DEFAULT_QPS:g}); requests are paced --qps-margin below it",
+    )
+    parser.add_argument(
+        "--qps-margin",
+        type=number(minimum=0, maximum=0.5),
+        default=DEFAULT_MARGIN,
+        metavar="FRACTION",
+        help=f"pace this fraction below --qps, so a request that arrives early is not a 429 "
+        f"(default {DEFAULT_MARGIN:g}: 9.5 requests/s at --qps 10)",
     )
     parser.add_argument(
         "--burst",
         type=number(minimum=1, whole=True),
-        default=10,
+        default=DEFAULT_BURST,
         metavar="N",
-        help="outgoing requests allowed at once above the rate (default 10)",
+        help=f"requests allowed at once after an idle spell (default {DEFAULT_BURST}); lowered "
+        "so that no 1-second window holds more than --qps requests (1 at --qps 10)",
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=number(minimum=0),
+        default=DEFAULT_DRAIN_TIMEOUT,
+        metavar="SECONDS",
+        help=f"on SIGTERM, finish queued reconciles for at most this long "
+        f"(default {DEFAULT_DRAIN_TIMEOUT:g}); what is left is reconciled at the next start",
     )
     parser.add_argument(
         "--resync",
@@ -173,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             qps=args.qps,
             burst=args.burst,
+            qps_margin=args.qps_margin,
+            drain_timeout=args.drain_timeout,
             resync=args.resync,
             watch=args.watch,
             full_gc_interval=args.full_gc_interval,

@@ -92,7 +92,17 @@ class DaemonMetrics:
             registry=r,
         )
         self.queue_depth = Gauge(
-            "layoutsync_queue_depth", "Sessions waiting to be reconciled.", registry=r
+            "layoutsync_queue_depth",
+            "Sessions waiting to be reconciled, by kind: change (an event or a spec edit not "
+            "applied yet: real work) or resync (only the periodic drift check, or its retry).",
+            ["kind"],
+            registry=r,
+        )
+        self.oldest_change = Gauge(
+            "layoutsync_queue_oldest_change_seconds",
+            "Age of the oldest change not applied yet, waiting or being applied (0: none). "
+            "Alert on this: it grows when the quota cannot keep up.",
+            registry=r,
         )
         self.in_flight = Gauge(
             "layoutsync_reconciles_in_flight", "Reconciles running now.", registry=r
@@ -105,13 +115,17 @@ class DaemonMetrics:
     def bind(
         self,
         *,
-        queue_depth: Callable[[], float],
+        queue_changes: Callable[[], float],
+        queue_resyncs: Callable[[], float],
+        oldest_change_age: Callable[[], float],
         in_flight: Callable[[], float],
         sessions: Callable[[], float],
         config_errors: Callable[[], float],
     ) -> None:
         """Read the gauges from the live objects at scrape time, not on every change."""
-        self.queue_depth.set_function(queue_depth)
+        self.queue_depth.labels("change").set_function(queue_changes)
+        self.queue_depth.labels("resync").set_function(queue_resyncs)
+        self.oldest_change.set_function(oldest_change_age)
         self.in_flight.set_function(in_flight)
         self.sessions.set_function(sessions)
         self.config_errors.set_function(config_errors)

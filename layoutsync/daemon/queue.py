@@ -13,7 +13,14 @@ one reconcile:
   first event, not the last, so a burst is gathered into one reconcile and a
   steady stream cannot postpone it for ever;
 - ``add_after`` (backoff, resync) never delays a key that is already due
-  earlier.
+  earlier;
+- *changes*: a key queued by ``add`` (an event, a spec edit) carries the time
+  of its first change not yet applied, until a worker finishes it; a key
+  queued only by ``add_after`` (a scheduled resync) carries none. A failed
+  reconcile hands the change back (``done(key, settled=False)``), so the
+  change stays pending through its backoff. ``changes()`` and
+  ``oldest_change`` are what an operator alerts on: real work waiting, and
+  for how long, apart from the resyncs that come and go every period.
 
 ``QueueCore`` is the bookkeeping with the clock passed in (tested without
 waiting); ``WorkQueue`` adds ``await get()``. Backoff is a separate object,
@@ -44,7 +51,7 @@ class QueueShutDown(Exception):
 class QueueCore(Generic[K]):
     """The queue's state, with time passed in: no I/O, no waiting."""
 
-    __slots__ = ("_counter", "_dirty", "_heap", "_processing", "debounce")
+    __slots__ = ("_changed", "_counter", "_dirty", "_heap", "_processing", "_serving", "debounce")
 
     def __init__(self, *, debounce: float = 0.2) -> None:
         if debounce < 0:
@@ -52,6 +59,8 @@ class QueueCore(Generic[K]):
         self.debounce = debounce
         self._dirty: dict[K, float] = {}  # key -> when it is due
         self._processing: set[K] = set()
+        self._changed: dict[K, float] = {}  # waiting key -> its first change not applied yet
+        self._serving: dict[K, float] = {}  # processing key -> the change it is applying
         self._heap: list[tuple[float, int, K]] = []  # may hold stale entries
         self._counter = itertools.count()
 
@@ -72,15 +81,29 @@ class QueueCore(Generic[K]):
     def waiting(self) -> Iterator[K]:
         return iter(tuple(self._dirty))
 
+    def changes(self) -> int:
+        """Waiting keys with a change to apply (the rest wait only for a scheduled resync)."""
+        return len(self._changed)
+
+    def oldest_change(self) -> float | None:
+        """When the oldest change not applied yet happened (waiting or being applied)."""
+        times = [*self._changed.values(), *self._serving.values()]
+        return min(times) if times else None
+
     def add(self, key: K, now: float) -> bool:
         """Mark ``key`` dirty, due after the debounce window. True when it was not dirty yet."""
-        return self.add_at(key, now + self.debounce)
+        return self.add_at(key, now + self.debounce, changed_at=now)
 
-    def add_after(self, key: K, delay: float, now: float) -> bool:
-        return self.add_at(key, now + max(0.0, delay))
+    def add_after(self, key: K, delay: float, now: float, *, change: bool = False) -> bool:
+        return self.add_at(key, now + max(0.0, delay), changed_at=now if change else None)
 
-    def add_at(self, key: K, due: float) -> bool:
-        """Mark ``key`` dirty, due at ``due`` unless it is already due earlier."""
+    def add_at(self, key: K, due: float, *, changed_at: float | None = None) -> bool:
+        """Mark ``key`` dirty, due at ``due`` unless it is already due earlier.
+
+        ``changed_at``: the key carries a change made then (kept if an older one waits).
+        """
+        if changed_at is not None:
+            self._changed.setdefault(key, changed_at)
         current = self._dirty.get(key)
         if current is not None and current <= due:
             return False
@@ -102,6 +125,9 @@ class QueueCore(Generic[K]):
             heapq.heappop(heap)
             del self._dirty[key]
             self._processing.add(key)
+            changed_at = self._changed.pop(key, None)
+            if changed_at is not None:
+                self._serving[key] = changed_at
             return key
         return None
 
@@ -116,15 +142,23 @@ class QueueCore(Generic[K]):
             return due
         return None
 
-    def done(self, key: K) -> None:
-        """A worker finished ``key``; if it became dirty meanwhile it is queued again."""
+    def done(self, key: K, *, settled: bool = True) -> None:
+        """A worker finished ``key``; if it became dirty meanwhile it is queued again.
+
+        ``settled=False``: the change it was applying is not applied (the reconcile
+        failed and was queued again), so that change stays pending.
+        """
         self._processing.discard(key)
+        serving = self._serving.pop(key, None)
         due = self._dirty.get(key)
+        if not settled and serving is not None and due is not None:
+            self._changed[key] = min(self._changed.get(key, serving), serving)
         if due is not None:
             heapq.heappush(self._heap, (due, next(self._counter), key))
 
     def forget(self, key: K) -> bool:
         """Drop a waiting ``key`` (its session went away). True when it was waiting."""
+        self._changed.pop(key, None)
         return self._dirty.pop(key, None) is not None
 
     def expedite(self, now: float) -> None:
@@ -184,29 +218,49 @@ class WorkQueue(Generic[K]):
     def shutting_down(self) -> bool:
         return self._shutting_down
 
+    def waiting(self) -> tuple[K, ...]:
+        """Keys waiting to be handed out (not those being processed)."""
+        return tuple(self._core.waiting())
+
+    def changes(self) -> int:
+        """Waiting keys with a change to apply; ``len(q) - q.changes()`` wait for a resync."""
+        return self._core.changes()
+
+    def oldest_change_age(self) -> float:
+        """Seconds since the oldest change not applied yet (0 when there is none)."""
+        oldest = self._core.oldest_change()
+        return 0.0 if oldest is None else max(0.0, self._clock() - oldest)
+
     def add(self, key: K) -> bool:
         """Mark ``key`` dirty; it is handed out once the debounce window has passed."""
         if self._shutting_down and not self._draining:
             return False
         now = self._clock()
-        added = self._core.add_at(key, now if self._draining else now + self._core.debounce)
+        due = now if self._draining else now + self._core.debounce
+        added = self._core.add_at(key, due, changed_at=now)
         self._dispatch()
         return added
 
-    def add_after(self, key: K, delay: float) -> bool:
-        """Hand ``key`` out after ``delay`` seconds (backoff, resync), unless due sooner."""
+    def add_after(self, key: K, delay: float, *, change: bool = False) -> bool:
+        """Hand ``key`` out after ``delay`` seconds (backoff, resync), unless due sooner.
+
+        ``change``: the key carries a change to apply (e.g. a removed spec's onEmpty).
+        """
         if self._shutting_down:
             return False
-        added = self._core.add_after(key, delay, self._clock())
+        added = self._core.add_after(key, delay, self._clock(), change=change)
         self._dispatch()
         return added
 
     def forget(self, key: K) -> bool:
         return self._core.forget(key)
 
-    def done(self, key: K) -> None:
-        """The worker is finished with ``key``; it is queued again if it became dirty."""
-        self._core.done(key)
+    def done(self, key: K, *, settled: bool = True) -> None:
+        """The worker is finished with ``key``; it is queued again if it became dirty.
+
+        ``settled=False`` when the change it applied failed and was queued again.
+        """
+        self._core.done(key, settled=settled)
         self._dispatch()
 
     def shutdown(self, *, drain: bool = False) -> None:
@@ -236,8 +290,8 @@ class WorkQueue(Generic[K]):
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 # Handed a key, then cancelled before using it: put the key back.
                 key = waiter.result()
-                self._core.done(key)
                 self._core.add_at(key, self._clock())
+                self._core.done(key, settled=False)
                 self._dispatch()
             raise
 

@@ -1,68 +1,165 @@
-"""One token bucket in front of every request the daemon sends.
+"""One rate limiter in front of every request the daemon sends.
 
 The vendor publishes no quota for Cloud Transcoder; its sibling service
-allows 10 requests/s per App ID, so that is the default. The bucket is a
-transport wrapper (``RateLimitedTransport``), below the client's retry loop:
-every request that leaves the process takes a token, retries and Queries
-included, so no code path can forget it and the daemon never causes a 429.
+allows 10 requests/s per App ID, so that is the default. The limiter sits in
+a transport wrapper (``RateLimitedTransport``), below the client's retry
+loop: every request that leaves the process takes a token, retries and
+Queries included, so no code path can forget it.
+
+Pacing at exactly the quota is not enough to never cause a 429: a request
+sent 1/qps after the previous one can arrive a little sooner, and a bucket
+that saved up ``burst`` tokens lets ``burst + qps`` requests into one second.
+So ``TokenBucket`` paces at ``qps * (1 - margin)`` (5 % below by default) and
+caps the burst so that ``burst + floor(rate) <= floor(qps)``: for an integer
+quota no 1-second window, wherever it starts, holds more than ``qps``
+requests, and a vendor bucket with burst = qps (the emulator's) never runs
+dry. At ``--qps 10`` that cap is 1: requests are spaced 105 ms apart.
 
 ``TokenBucket`` reserves rather than polls (as Go's ``x/time/rate`` does):
 each caller takes a token at once, possibly driving the balance negative,
 and sleeps until that token has been earned. Callers are served in arrival
-order and nobody spins.
+order and nobody spins. Because reserving never blocks, a daemon worker
+reserves its token *before* it reads a session's desired state, waits its
+turn, and only then compiles what it sends (``prepaid``): events that arrive
+while it waits are in the request, not in the next one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import httpx
 
-__all__ = ["DEFAULT_BURST", "DEFAULT_QPS", "RateLimitedTransport", "TokenBucket"]
+__all__ = [
+    "DEFAULT_BURST",
+    "DEFAULT_MARGIN",
+    "DEFAULT_QPS",
+    "Prepaid",
+    "RateLimitedTransport",
+    "RateLimiter",
+    "TokenBucket",
+    "max_burst",
+    "prepaid",
+    "take",
+]
 
 DEFAULT_QPS = 10.0
-DEFAULT_BURST = 10
+DEFAULT_BURST = 1
+DEFAULT_MARGIN = 0.05
+
+
+@runtime_checkable
+class RateLimiter(Protocol):
+    """What the daemon's requests wait on; one token per request.
+
+    ``rate`` is the average number of requests per second let through
+    (already below the vendor's quota). ``reserve()`` takes one token now,
+    in arrival order, without blocking, and returns the seconds until it may
+    be used (0.0: at once); the caller then sleeps that long and sends one
+    request, or calls ``cancel()``. ``cancel()`` gives back one reserved token
+    that will not be used (a reconcile that sent nothing, a cancelled wait);
+    it never raises the balance above the burst. An implementation shared by
+    several processes (a Redis bucket) keeps the same contract: its
+    ``reserve`` is one atomic step.
+    """
+
+    rate: float
+
+    async def reserve(self) -> float: ...
+
+    async def cancel(self) -> None: ...
+
+
+async def take(
+    limiter: RateLimiter, *, sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
+) -> float:
+    """Reserve a token and wait until it may be used; returns the seconds waited.
+
+    A wait that is cancelled gives its token back.
+    """
+    delay = await limiter.reserve()
+    if delay > 0:
+        try:
+            await sleep(delay)
+        except BaseException:
+            await limiter.cancel()
+            raise
+    return delay
+
+
+def max_burst(qps: float, rate: float) -> int:
+    """The largest burst that keeps every 1-second window within ``qps`` (never below 1)."""
+    return max(1, math.floor(qps + 1e-9) - math.floor(rate + 1e-9))
 
 
 class TokenBucket:
-    """``rate`` tokens per second, at most ``burst`` saved up."""
+    """``qps * (1 - margin)`` tokens per second, at most ``burst`` saved up.
 
-    __slots__ = ("_clock", "_sleep", "_stamp", "_tokens", "burst", "rate")
+    ``burst`` above ``max_burst`` is lowered to it (``requested_burst`` keeps
+    what was asked, so the daemon can say so in its log). ``margin=0`` paces
+    at the quota exactly, with no room for a request that arrives early.
+    """
+
+    __slots__ = (
+        "_clock",
+        "_sleep",
+        "_stamp",
+        "_tokens",
+        "burst",
+        "margin",
+        "qps",
+        "rate",
+        "requested_burst",
+    )
 
     def __init__(
         self,
-        rate: float = DEFAULT_QPS,
+        qps: float = DEFAULT_QPS,
         burst: int = DEFAULT_BURST,
         *,
+        margin: float = DEFAULT_MARGIN,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
-        if rate <= 0:
-            raise ValueError(f"rate must be > 0 requests/s, got {rate}")
+        if qps <= 0:
+            raise ValueError(f"qps must be > 0 requests/s, got {qps}")
         if burst < 1:
             raise ValueError(f"burst must be >= 1, got {burst}")
-        self.rate = float(rate)
-        self.burst = int(burst)
+        if not 0 <= margin < 1:
+            raise ValueError(f"margin must be in [0, 1), got {margin}")
+        self.qps = float(qps)
+        self.margin = float(margin)
+        self.rate = self.qps * (1.0 - self.margin)
+        self.requested_burst = int(burst)
+        self.burst = min(int(burst), max_burst(qps, self.rate))
         self._clock = clock
         self._sleep = sleep
-        self._tokens = float(burst)
+        self._tokens = float(self.burst)
         self._stamp = clock()
+
+    def __repr__(self) -> str:
+        return f"TokenBucket(qps={self.qps:g}, rate={self.rate:g}, burst={self.burst})"
 
     def _refill(self, now: float) -> None:
         if now > self._stamp:
             self._tokens = min(float(self.burst), self._tokens + (now - self._stamp) * self.rate)
             self._stamp = now
 
-    def reserve(self, now: float | None = None) -> float:
+    def reserve_now(self, now: float | None = None) -> float:
         """Take one token; return how many seconds to wait before using it (0: go now)."""
         now = self._clock() if now is None else now
         self._refill(now)
         self._tokens -= 1.0
         return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
 
-    def cancel(self, now: float | None = None) -> None:
+    def cancel_now(self, now: float | None = None) -> None:
         """Give back a token that was reserved and not used."""
         self._refill(self._clock() if now is None else now)
         self._tokens = min(float(self.burst), self._tokens + 1.0)
@@ -72,27 +169,64 @@ class TokenBucket:
         self._refill(self._clock() if now is None else now)
         return self._tokens
 
+    async def reserve(self) -> float:
+        return self.reserve_now()
+
+    async def cancel(self) -> None:
+        self.cancel_now()
+
     async def acquire(self) -> float:
         """Wait for a token; returns the seconds waited."""
-        delay = self.reserve()
-        if delay > 0:
-            try:
-                await self._sleep(delay)
-            except BaseException:
-                self.cancel()
-                raise
-        return delay
+        return await take(self, sleep=self._sleep)
+
+
+@dataclass(slots=True, eq=False)
+class Prepaid:
+    """A token a worker reserved and waited for; the first request sent under it uses it."""
+
+    used: bool = False
+
+
+_PREPAID: contextvars.ContextVar[Prepaid | None] = contextvars.ContextVar(
+    "layoutsync_prepaid_token", default=None
+)
+
+
+@contextlib.contextmanager
+def prepaid() -> Iterator[Prepaid]:
+    """Within this block (this task), the first request goes on a token already held."""
+    token = Prepaid()
+    reset = _PREPAID.set(token)
+    try:
+        yield token
+    finally:
+        _PREPAID.reset(reset)
 
 
 class RateLimitedTransport(httpx.AsyncBaseTransport):
-    """Takes a token from ``bucket`` before handing each request to ``transport``."""
+    """Takes a token from ``limiter`` before handing each request to ``transport``."""
 
-    def __init__(self, transport: httpx.AsyncBaseTransport, bucket: TokenBucket) -> None:
+    def __init__(
+        self,
+        transport: httpx.AsyncBaseTransport,
+        limiter: RateLimiter,
+        *,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
         self._transport = transport
-        self.bucket = bucket
+        self._sleep = sleep
+        self.limiter = limiter
+
+    @property
+    def bucket(self) -> RateLimiter:
+        return self.limiter
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        await self.bucket.acquire()
+        token = _PREPAID.get()
+        if token is not None and not token.used:
+            token.used = True
+        else:
+            await take(self.limiter, sleep=self._sleep)
         return await self._transport.handle_async_request(request)
 
     async def aclose(self) -> None:

@@ -54,7 +54,15 @@ from .heap import HeapPolicy
 from .journal import InputJournal
 from .metrics import DaemonMetrics
 from .queue import BackoffLimiter, QueueShutDown, WorkQueue
-from .ratelimit import DEFAULT_BURST, DEFAULT_QPS, RateLimitedTransport, TokenBucket
+from .ratelimit import (
+    DEFAULT_BURST,
+    DEFAULT_MARGIN,
+    DEFAULT_QPS,
+    RateLimitedTransport,
+    RateLimiter,
+    TokenBucket,
+    prepaid,
+)
 from .webhooks import ClientSeqTracker, Notification
 
 __all__ = [
@@ -91,6 +99,7 @@ class DaemonSettings:
     concurrency: int = 16
     qps: float = DEFAULT_QPS
     burst: int = DEFAULT_BURST
+    qps_margin: float = DEFAULT_MARGIN
     resync: float = 300.0
     resync_share: float = 0.5
     backoff_base: float = 1.0
@@ -111,6 +120,10 @@ class DaemonSettings:
             problems.append(f"qps must be > 0, got {self.qps}")
         if self.burst < 1:
             problems.append(f"burst must be >= 1, got {self.burst}")
+        if not 0 <= self.qps_margin < 1:
+            problems.append(f"qps_margin must be in [0, 1), got {self.qps_margin}")
+        if self.drain_timeout < 0:
+            problems.append(f"drain_timeout must be >= 0 seconds, got {self.drain_timeout}")
         if self.resync <= 0:
             problems.append(f"resync must be > 0 seconds, got {self.resync}")
         if not 0 < self.resync_share <= 1:
@@ -181,21 +194,30 @@ def build_client(
     metrics: DaemonMetrics,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
-    bucket: TokenBucket | None = None,
+    bucket: RateLimiter | None = None,
     **client_options: Any,
 ) -> Any:
     """An ``AsyncClient`` whose every request takes a token and is counted.
 
-    The token bucket wraps the transport (the real one, or e.g.
-    ``httpx.ASGITransport`` over the emulator in tests), below the client's
-    retry loop; the client's ``on_response`` hook feeds the call counters.
+    The rate limiter (``bucket``: any ``RateLimiter``, by default a
+    ``TokenBucket`` from the settings) wraps the transport (the real one, or
+    e.g. ``httpx.ASGITransport`` over the emulator in tests), below the
+    client's retry loop; the client's ``on_response`` hook feeds the call
+    counters. The limiter is also the client's ``rate_limiter`` attribute: a
+    ``Daemon`` built on the client reserves its workers' tokens from it.
     Credentials and base URL come from ``client_options`` or the environment.
     """
     from ..api.client import AsyncClient
 
     base = transport if transport is not None else httpx.AsyncHTTPTransport()
-    limited = RateLimitedTransport(base, bucket or TokenBucket(settings.qps, settings.burst))
-    return AsyncClient(transport=limited, on_response=metrics.observe_response, **client_options)
+    limiter = bucket or TokenBucket(settings.qps, settings.burst, margin=settings.qps_margin)
+    client = AsyncClient(
+        transport=RateLimitedTransport(base, limiter),
+        on_response=metrics.observe_response,
+        **client_options,
+    )
+    client.rate_limiter = limiter  # type: ignore[attr-defined]
+    return client
 
 
 def _default_session_factory(
@@ -245,11 +267,18 @@ class Daemon:
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self.heap = HeapPolicy()
+        #: Workers reserve a token here before they read desired state (None: the
+        #: client's transport alone paces, e.g. a client built without ``build_client``).
+        self.rate_limiter: RateLimiter | None = getattr(client, "rate_limiter", None)
+        self._drain_reconciled = 0
+        self._drain_failed: set[str] = set()
         self._loaded = False
         self._stopping = False
         self._seqs_restored = False  # a stop before any start must not wipe the saved records
         self.metrics.bind(
-            queue_depth=lambda: len(self.queue),
+            queue_changes=self.queue.changes,
+            queue_resyncs=lambda: len(self.queue) - self.queue.changes(),
+            oldest_change_age=self.queue.oldest_change_age,
             in_flight=lambda: self._in_flight,
             sessions=lambda: len(self._sessions),
             config_errors=lambda: len(self.catalog.errors),
@@ -468,39 +497,86 @@ class Daemon:
                 name = await self.queue.get()
             except QueueShutDown:
                 return
+            settled = False
             try:
-                await self._process(name)
+                settled = await self._process(name)
             finally:
-                self.queue.done(name)
+                self.queue.done(name, settled=settled)
+            if self._stopping:
+                self._drain_reconciled += 1
+                if not settled and name not in self.queue:  # a retry refused by the shutdown
+                    self._drain_failed.add(name)
 
-    async def _process(self, name: str) -> None:
+    async def _process(self, name: str) -> bool:
+        """Reconcile ``name`` once; False when its change is not applied yet (queued again)."""
         retiring = self._retiring.get(name)
         if retiring is not None:
-            await self._retire(retiring)
-            return
+            return await self._retire(retiring)
         managed = self._sessions.get(name)
         if managed is None:
-            return
+            return True
         refresh = name in self._refresh_due
         self._refresh_due.discard(name)
-        error = await self._reconcile(managed, refresh=refresh)
+        error = await self._reconcile_paced(managed, refresh=refresh)
         if error is None:
             self.limiter.forget(name)
             result = managed.last_result
             if result is not None and result.requeue_after is not None:
                 # an outcome still unknown (a 202 not settled yet): look again later
-                self.queue.add_after(name, result.requeue_after)
-            return
+                self.queue.add_after(name, result.requeue_after, change=True)
+                return False
+            return True
         if isinstance(error, TERMINAL_ERRORS):
             self.limiter.forget(name)
-            return
+            return True
         if refresh:
             self._refresh_due.add(name)
         # As controller-runtime: after an error the limiter decides, the result's hint is
         # ignored (the client has already waited out its own 5/10/15 s retries).
         self.queue.add_after(name, self.limiter.when(name))
+        return False
 
-    async def _retire(self, managed: ManagedSession) -> None:
+    async def _reconcile_paced(
+        self, managed: ManagedSession, *, refresh: bool
+    ) -> BaseException | None:
+        """``_reconcile``, with its first request's token reserved and waited for *first*.
+
+        A worker that compiled and then waited its turn would send a body that
+        misses every event of that wait (up to concurrency / qps seconds). So
+        it reserves a token, waits, and only then reads the desired state; the
+        first request goes on that token (``prepaid``), and an unused token is
+        given back. When it would have to wait, a plan first says whether the
+        reconcile sends at all: a session with nothing to send does not queue
+        for the quota.
+        """
+        limiter = self.rate_limiter
+        if limiter is None:
+            return await self._reconcile(managed, refresh=refresh)
+        delay = await limiter.reserve()
+        if delay > 0 and not refresh and not await self._would_send(managed):
+            await limiter.cancel()
+            return await self._reconcile(managed, refresh=refresh)
+        used = False
+        try:
+            if delay > 0:
+                await asyncio.sleep(delay)
+            with prepaid() as token:
+                try:
+                    return await self._reconcile(managed, refresh=refresh)
+                finally:
+                    used = token.used
+        finally:
+            if not used:
+                await limiter.cancel()
+
+    async def _would_send(self, managed: ManagedSession) -> bool:
+        try:
+            plan = await managed.session.plan()
+        except (LayoutsyncError, OSError):
+            return False  # the reconcile fails the same way, before any request
+        return plan.changed
+
+    async def _retire(self, managed: ManagedSession) -> bool:
         """Stop managing a session whose spec file was removed, applying its ``onEmpty``."""
         log = self._log.bind(session=managed.name, instanceId=managed.spec.instance_id)
         if managed.spec.on_empty == "delete":
@@ -509,14 +585,15 @@ class Daemon:
             except (LayoutsyncError, OSError, httpx.HTTPError) as exc:
                 managed.last_error = _describe(exc)
                 log.warning("destroy of a removed session failed", error=managed.last_error)
-                self.queue.add_after(managed.name, self.limiter.when(managed.name))
-                return
+                self.queue.add_after(managed.name, self.limiter.when(managed.name), change=True)
+                return False
             log.info("session removed; task deleted (onEmpty=delete)")
         else:
             log.info("session removed; task left to its idleTimeout (onEmpty=idle)")
         if self._retiring.get(managed.name) is managed:
             del self._retiring[managed.name]
         self.limiter.forget(managed.name)
+        return True
 
     # --- spec reloads -----------------------------------------------------------------------
 
@@ -568,7 +645,7 @@ class Daemon:
             self._index_remove(managed, managed.input_channel)
             self._retiring[loaded.name] = managed
             self._refresh_due.discard(loaded.name)
-            self.queue.add_after(loaded.name, 0.0)
+            self.queue.add_after(loaded.name, 0.0, change=True)
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -609,10 +686,17 @@ class Daemon:
             concurrency=self.settings.concurrency,
             debounce=self.settings.debounce,
             qps=self.settings.qps,
+            pacing=_pacing(self.rate_limiter),
         )
 
     async def stop(self) -> None:
-        """Finish in-flight reconciles and what is queued (bounded by ``drain_timeout``)."""
+        """Finish in-flight reconciles and what is queued (bounded by ``drain_timeout``).
+
+        The log says what the drain did and what it left: ``queued`` (waiting
+        when the stop began), ``reconciled`` (finished during the drain),
+        ``left`` (sessions still owed a reconcile; the next start reconciles
+        every session from its stored desired state).
+        """
         if self._stopping:
             return
         self._stopping = True
@@ -624,22 +708,40 @@ class Daemon:
                 await task
         await self._commit_quietly()
         queued = len(self.queue)
+        running = len(self.queue.processing)
+        self._drain_reconciled = 0
+        self._drain_failed = set()
+        started = time.monotonic()
         self.queue.shutdown(drain=True)
+        left: set[str] = set()
         if self._workers:
             _, pending = await asyncio.wait(self._workers, timeout=self.settings.drain_timeout)
+            if pending:
+                left.update(self.queue.waiting(), self.queue.processing)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
-                self._log.warning(
-                    "drain timed out; the state store keeps the pending intents",
-                    cancelled=len(pending),
-                )
+        left |= self._drain_failed
+        drain = {
+            "queued": queued,
+            "running": running,
+            "reconciled": self._drain_reconciled,
+            "left": len(left),
+            "seconds": round(time.monotonic() - started, 3),
+        }
+        if left:
+            self._log.warning(
+                "drain left work undone; the next start reconciles it",
+                drain_timeout=self.settings.drain_timeout,
+                left_sessions=sorted(left)[:20],
+                **drain,
+            )
         await self._commit_quietly()
         self._save_client_seqs()
         self.journal.close()
         self.heap.uninstall()
-        self._log.info("daemon stopped", drained=queued)
+        self._log.info("daemon stopped", **drain)
 
     async def _commit_quietly(self) -> None:
         """Write what is recorded and not yet committed (changes made without a request)."""
@@ -697,7 +799,8 @@ class Daemon:
     def resync_period(self) -> float:
         """The configured period, stretched so resync Queries stay within their rate share."""
         sessions = len(self._sessions)
-        floor = sessions / (self.settings.qps * self.settings.resync_share)
+        rate = self.rate_limiter.rate if self.rate_limiter is not None else self.settings.qps
+        floor = sessions / (rate * self.settings.resync_share)
         return max(self.settings.resync, floor)
 
     async def _stopped_within(self, seconds: float) -> bool:
@@ -760,6 +863,20 @@ class Daemon:
 
     def config_error(self, name: str) -> ConfigError | None:
         return self.catalog.error_for(name)
+
+
+def _pacing(limiter: RateLimiter | None) -> dict[str, Any] | None:
+    """What the start-up log says about the pacing: the rate, and a burst that was lowered."""
+    if limiter is None:
+        return None
+    out: dict[str, Any] = {"rate": round(limiter.rate, 3)}
+    burst = getattr(limiter, "burst", None)
+    if burst is not None:
+        out["burst"] = burst
+        asked = getattr(limiter, "requested_burst", burst)
+        if asked != burst:
+            out["burstLoweredFrom"] = asked
+    return out
 
 
 def _describe(error: BaseException) -> str:
