@@ -161,6 +161,16 @@ class QueueCore(Generic[K]):
         self._changed.pop(key, None)
         return self._dirty.pop(key, None) is not None
 
+    def reading(self, key: K) -> None:
+        """The worker holding ``key`` reads its desired state now: what made it dirty meanwhile
+        is in that read, so it no longer counts (nor keeps its place in line)."""
+        if key not in self._processing or key not in self._dirty:
+            return
+        del self._dirty[key]
+        changed_at = self._changed.pop(key, None)
+        if changed_at is not None:
+            self._serving[key] = min(self._serving.get(key, changed_at), changed_at)
+
     def expedite(self, now: float) -> None:
         """Make every waiting key due now (used to drain on shutdown)."""
         for key in self._dirty:
@@ -254,6 +264,10 @@ class WorkQueue(Generic[K]):
 
     def forget(self, key: K) -> bool:
         return self._core.forget(key)
+
+    def reading(self, key: K) -> None:
+        """Called by the worker holding ``key`` just before it reads the desired state."""
+        self._core.reading(key)
 
     def done(self, key: K, *, settled: bool = True) -> None:
         """The worker is finished with ``key``; it is queued again if it became dirty.

@@ -560,6 +560,9 @@ class Daemon:
         try:
             if delay > 0:
                 await asyncio.sleep(delay)
+            # Events of the wait are in this read: they must not queue the session again
+            # with their early due time, ahead of sessions that have waited longer.
+            self.queue.reading(managed.name)
             with prepaid() as token:
                 try:
                     return await self._reconcile(managed, refresh=refresh)
