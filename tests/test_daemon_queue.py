@@ -151,6 +151,22 @@ class TestChangesApartFromResyncs:
         q.done("a", settled=False)
         assert (len(q), q.changes(), q.oldest_change()) == (1, 0, None)
 
+    def test_a_read_takes_in_what_made_the_key_dirty_while_it_waited(self) -> None:
+        """Events that came while the worker waited for its token are in its read: the key is
+        not queued again with their early due time (it would jump the line)."""
+        q: QueueCore[str] = QueueCore(debounce=0.0)
+        q.add("a", now=1.0)
+        assert q.pop(now=1.0) == "a"
+        q.add("a", now=1.5)  # while the worker waits for its token
+        q.add("b", now=1.6)
+        q.reading("a")
+        assert "a" not in q
+        assert q.oldest_change() == 1.0  # still being applied
+        q.done("a")
+        assert q.pop(now=2.0) == "b"
+        assert q.pop(now=2.0) is None
+        q.reading("c")  # not held by a worker: nothing happens
+
     def test_forget_drops_the_change(self) -> None:
         q: QueueCore[str] = QueueCore(debounce=0.0)
         q.add("a", now=1.0)
