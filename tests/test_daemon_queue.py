@@ -423,6 +423,39 @@ class TestTokenBucket:
         assert slept == [pytest.approx(0.2), pytest.approx(0.4)]
 
     @pytest.mark.anyio
+    async def test_a_late_process_does_not_make_up_for_it_in_a_burst(self) -> None:
+        """Tokens all due at once (the loop was stalled): the sends still keep the window."""
+
+        class Stalled:
+            qps, margin, rate = 10.0, 0.05, 9.5
+
+            async def reserve(self) -> float:
+                return 0.0
+
+            async def cancel(self) -> None:
+                pass
+
+        clock = FakeClock(0.0)
+
+        async def sleep(seconds: float) -> None:
+            clock.advance(seconds)
+
+        sent: list[float] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            sent.append(clock.now)
+            return httpx.Response(200)
+
+        transport = RateLimitedTransport(
+            httpx.MockTransport(handler), Stalled(), sleep=sleep, clock=clock
+        )
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+            await asyncio.gather(*(client.get(f"/r{i}") for i in range(35)))
+        assert len(sent) == 35
+        assert sent[:10] == [0.0] * 10
+        assert all(later - first >= 1.05 for first, later in zip(sent, sent[10:], strict=False))
+
+    @pytest.mark.anyio
     async def test_a_prepaid_token_covers_the_first_request_only(self) -> None:
         clock = FakeClock(0.0)
         slept: list[float] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import random
 import time
@@ -202,6 +203,9 @@ class TestNoTooManyRequests:
         assert 429 not in statuses
         assert metric(daemon, 'layoutsync_api_calls_total{call="update",status="429"}') == 0
         assert len(log) >= 0.7 * qps * busy, "the daemon was not working at the quota"
+        times = sorted(entry["time"] for entry in log)
+        busiest = max(bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times))
+        assert busiest <= qps, f"{busiest} requests in one second"
         for name in names:
             assert video_uids(emulator, f"{name}-1") == hosts[name]
 
@@ -235,21 +239,27 @@ class TestQueueGauges:
             assert (metric(daemon, change), metric(daemon, resync)) == (0.0, 2.0)
 
 
+async def backlog(tmp_path: Path, specs: Path) -> tuple[Daemon, Any, list[str]]:
+    """A running daemon with eight sessions owed a Create each, more than a 1 s drain does."""
+    names = rooms(specs, 8)
+    emulator = create_emulator(EmulatorConfig())
+    # each session needs an Acquire and a Create: 16 requests at 4.75/s is over 3 s
+    daemon = make_daemon(
+        tmp_path, emulator, qps=5.0, concurrency=2, drain_timeout=1.0, debounce=5.0
+    )
+    await daemon.start()
+    for name in names:
+        daemon.host_joined(name, 1)
+    return daemon, emulator, names
+
+
 class TestDrain:
     """SIGTERM with a backlog: bounded by --drain-timeout, logged as done and left."""
 
     async def test_the_log_says_what_was_done_and_what_was_left(
         self, tmp_path: Path, specs: Path
     ) -> None:
-        names = rooms(specs, 8)
-        emulator = create_emulator(EmulatorConfig())
-        # each session needs an Acquire and a Create: 16 requests at 4.75/s is over 3 s
-        daemon = make_daemon(
-            tmp_path, emulator, qps=5.0, concurrency=2, drain_timeout=1.0, debounce=5.0
-        )
-        await daemon.start()
-        for name in names:
-            daemon.host_joined(name, 1)
+        daemon, emulator, names = await backlog(tmp_path, specs)
         with structlog.testing.capture_logs() as logs:
             await asyncio.wait_for(daemon.aclose(), 10.0)
         (stopped,) = [e for e in logs if e["event"] == "daemon stopped"]
@@ -273,14 +283,7 @@ class TestDrain:
     async def test_what_the_drain_left_is_done_after_the_restart(
         self, tmp_path: Path, specs: Path
     ) -> None:
-        names = rooms(specs, 8)
-        emulator = create_emulator(EmulatorConfig())
-        daemon = make_daemon(
-            tmp_path, emulator, qps=5.0, concurrency=2, drain_timeout=1.0, debounce=5.0
-        )
-        await daemon.start()
-        for name in names:
-            daemon.host_joined(name, 1)
+        daemon, emulator, names = await backlog(tmp_path, specs)
         await daemon.commit_inputs()  # type: ignore[attr-defined]  # what a 202 waits for
         await asyncio.wait_for(daemon.aclose(), 10.0)
         assert len(emulator.state.emulator.tasks()) < 8  # the drain left some undone

@@ -13,7 +13,9 @@ So ``TokenBucket`` paces at ``qps * (1 - margin)`` (5 % below by default) and
 caps the burst so that ``burst + floor(rate) <= floor(qps)``: for an integer
 quota no 1-second window, wherever it starts, holds more than ``qps``
 requests, and a vendor bucket with burst = qps (the emulator's) never runs
-dry. At ``--qps 10`` that cap is 1: requests are spaced 105 ms apart.
+dry. At ``--qps 10`` that cap is 1: requests are spaced 105 ms apart. The
+transport also holds the window on actual send times, so a process that
+was late for a token does not make up for it in a burst.
 
 ``TokenBucket`` reserves rather than polls (as Go's ``x/time/rate`` does):
 each caller takes a token at once, possibly driving the balance negative,
@@ -31,6 +33,7 @@ import contextlib
 import contextvars
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -204,7 +207,15 @@ def prepaid() -> Iterator[Prepaid]:
 
 
 class RateLimitedTransport(httpx.AsyncBaseTransport):
-    """Takes a token from ``limiter`` before handing each request to ``transport``."""
+    """Takes a token from ``limiter`` before handing each request to ``transport``.
+
+    A token is a right to send at a moment; a process that is late for it
+    (the event loop was busy) would then send that request and the next
+    on-time one closer together than the pacing. So, for a limiter that
+    states its ``qps`` (``TokenBucket`` does), the transport also keeps the
+    send times of the last second: it never lets ``floor(qps) + 1``
+    requests leave within ``1 + margin`` seconds, whatever the lateness.
+    """
 
     def __init__(
         self,
@@ -212,10 +223,16 @@ class RateLimitedTransport(httpx.AsyncBaseTransport):
         limiter: RateLimiter,
         *,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._transport = transport
         self._sleep = sleep
+        self._clock = clock
         self.limiter = limiter
+        qps = getattr(limiter, "qps", None)
+        self._cap = max(1, math.floor(qps + 1e-9)) if isinstance(qps, int | float) else None
+        self._span = 1.0 + float(getattr(limiter, "margin", 0.0))
+        self._sent: deque[float] = deque()
 
     @property
     def bucket(self) -> RateLimiter:
@@ -227,7 +244,22 @@ class RateLimitedTransport(httpx.AsyncBaseTransport):
             token.used = True
         else:
             await take(self.limiter, sleep=self._sleep)
+        await self._keep_the_window()
         return await self._transport.handle_async_request(request)
+
+    async def _keep_the_window(self) -> None:
+        cap = self._cap
+        if cap is None:
+            return
+        sent = self._sent
+        while True:
+            now = self._clock()
+            while sent and sent[0] <= now - self._span:
+                sent.popleft()
+            if len(sent) < cap:
+                break
+            await self._sleep(sent[-cap] + self._span - now)
+        sent.append(now)
 
     async def aclose(self) -> None:
         await self._transport.aclose()
