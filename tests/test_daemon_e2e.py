@@ -429,3 +429,20 @@ def test_refuses_to_start_without_secrets_or_with_a_bad_spec(world: World) -> No
     assert result.returncode == 2
     assert "--full-gc-interval: '-5' is not allowed: give a number 0 or more" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_sigterm_with_a_backlog_stops_at_the_drain_timeout_and_says_what_it_left(
+    world: World,
+) -> None:
+    # at --qps 2 the Create waits about half a second for its token, after the Acquire
+    daemon = world.start_daemon("--qps", "2", "--drain-timeout", "0.3")
+    with httpx.Client(base_url=daemon.url, headers=AUTH, timeout=10) as api:
+        assert api.put("/v1/sessions/hall/hosts", json={"hosts": [4001]}).status_code == 202
+    assert daemon.stop() == 0
+    lines = [json.loads(line) for line in daemon.output().splitlines() if line.startswith("{")]
+    (stopped,) = [line for line in lines if line["event"] == "daemon stopped"]
+    assert (stopped["queued"], stopped["reconciled"], stopped["left"]) == (1, 0, 1)
+    (warning,) = [line for line in lines if line["event"].startswith("drain left work undone")]
+    assert warning["left_sessions"] == ["hall"]
+    assert warning["drain_timeout"] == 0.3
+    assert world.creates() == 0
