@@ -329,3 +329,26 @@ class TestFlags:
             DaemonSettings(config=Path("."), drain_timeout=-1)
         with pytest.raises(ValueError, match=r"qps_margin must be in \[0, 1\)"):
             DaemonSettings(config=Path("."), qps_margin=1.0)
+
+
+class TestBenchQuota:
+    """``layoutsync bench quota`` end to end, scaled down to a few seconds."""
+
+    def test_a_tiny_run_measures_every_figure(self) -> None:
+        from layoutsync.bench import quiet_logs, quota
+
+        load = quota.Load(qps=40.0, overload=2.0, scenarios=(quota.Scenario(10, 4, 1.5),))
+        with quiet_logs(), quota._emulator_process(load.qps) as url:
+            (result,) = asyncio.run(quota._run(load, url))
+        assert result["events"] == 120 and result["unserved"] == 0
+        assert result["too_many_requests"] == 0
+        assert result["updates"] >= 10 and result["changed_sessions"] == 10
+        assert 0 < result["p50_s"] <= result["p99_s"] <= result["max_s"]
+        assert result["bound_s"] == pytest.approx(10 / 38, abs=1e-3)  # N / (qps * 0.95)
+        assert 1 <= result["max_sent_per_1s"] <= 40
+
+    def test_busiest_second(self) -> None:
+        from layoutsync.bench.quota import _busiest_second
+
+        assert _busiest_second([]) == 0
+        assert _busiest_second([0.0, 0.5, 0.999, 1.0, 1.5]) == 3  # [t, t + 1)
