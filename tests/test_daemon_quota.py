@@ -159,6 +159,65 @@ class TestTokenBeforeDesiredState:
             wait = limiter.reserve_now()  # type: ignore[attr-defined]
             assert wait == pytest.approx(10 / limiter.rate - (time.monotonic() - booked), abs=0.05)
 
+    async def test_a_resync_due_during_the_wait_is_not_lost(
+        self, tmp_path: Path, specs: Path
+    ) -> None:
+        rooms(specs, 1)
+        emulator = create_emulator(EmulatorConfig())
+        daemon = make_daemon(tmp_path, emulator, qps=4.0)
+        async with running(daemon):
+            daemon.host_joined("room00", 101)
+            await eventually(
+                lambda: asyncio.sleep(0, video_uids(emulator, "room00-1") == {101}),
+                what="the Create",
+            )
+            await idle(daemon)
+            assert daemon.rate_limiter is not None
+            for _ in range(3):
+                await daemon.rate_limiter.reserve()
+            daemon.host_joined("room00", 102)
+            await asyncio.sleep(0.3)
+            assert daemon.queue.is_processing("room00")
+            daemon.schedule_resync(0.01)  # falls due while the worker waits for its token
+            await eventually(
+                lambda: asyncio.sleep(0, bool(emulator.state.emulator.requests("query"))),
+                what="the resync's Query",
+            )
+        kinds = [entry["kind"] for entry in emulator.state.emulator.requests()]
+        assert kinds == ["acquire", "create", "update", "query"]
+
+    async def test_a_failing_limiter_backs_the_session_off_and_keeps_the_worker(
+        self, tmp_path: Path, specs: Path
+    ) -> None:
+        rooms(specs, 1)
+        emulator = create_emulator(EmulatorConfig())
+        daemon = make_daemon(tmp_path, emulator, qps=1000.0, concurrency=1)
+        limiter = daemon.rate_limiter
+        assert limiter is not None
+        failures = [OSError("redis: connection refused")] * 2
+
+        class Flaky:  # a shared limiter whose store is down for two calls
+            rate = limiter.rate
+
+            async def reserve(self) -> float:
+                if failures:
+                    raise failures.pop()
+                return await limiter.reserve()
+
+            async def cancel(self) -> None:
+                await limiter.cancel()
+
+        daemon.rate_limiter = Flaky()
+        async with running(daemon):
+            await idle(daemon)
+            daemon.host_joined("room00", 101)
+            await eventually(
+                lambda: asyncio.sleep(0, video_uids(emulator, "room00-1") == {101}),
+                what="the Create after the limiter came back",
+            )
+            assert not failures
+            assert all(not worker.done() for worker in daemon._workers)
+
 
 class TestNoTooManyRequests:
     """With the emulator's limit equal to --qps, an overload never causes a 429."""

@@ -552,17 +552,24 @@ class Daemon:
         limiter = self.rate_limiter
         if limiter is None:
             return await self._reconcile(managed, refresh=refresh)
-        delay = await limiter.reserve()
+        name = managed.name
+        try:
+            delay = await limiter.reserve()
+        except Exception as exc:  # a shared limiter's store is down: back off, keep the worker
+            self._log.warning("rate limiter failed", session=name, error=_describe(exc))
+            return exc
         if delay > 0 and not refresh and not await self._would_send(managed):
-            await limiter.cancel()
+            await self._give_back(limiter)
             return await self._reconcile(managed, refresh=refresh)
         used = False
         try:
             if delay > 0:
                 await asyncio.sleep(delay)
-            # Events of the wait are in this read: they must not queue the session again
-            # with their early due time, ahead of sessions that have waited longer.
-            self.queue.reading(managed.name)
+            if name not in self._refresh_due and name not in self._retiring:
+                # Events of the wait are in this read: they must not queue the session
+                # again with their early due time, ahead of sessions that waited longer.
+                # (A resync or a removal that came meanwhile keeps it queued.)
+                self.queue.reading(name)
             with prepaid() as token:
                 try:
                     return await self._reconcile(managed, refresh=refresh)
@@ -570,7 +577,13 @@ class Daemon:
                     used = token.used
         finally:
             if not used:
-                await limiter.cancel()
+                await self._give_back(limiter)
+
+    async def _give_back(self, limiter: RateLimiter) -> None:
+        try:
+            await limiter.cancel()
+        except Exception as exc:  # best effort: a token lost costs one request's slot
+            self._log.warning("rate limiter: token not given back", error=_describe(exc))
 
     async def _would_send(self, managed: ManagedSession) -> bool:
         try:
