@@ -18,8 +18,8 @@ Measured per scenario:
   in ``bench daemon``), p50 and p99;
 - the ideal bound, from the same run: a scheduler that serves N dirty
   sessions oldest-first with one Update per token reads each session once
-  per ``N / rate`` seconds, so no event waits longer than that (p99 of an
-  ideal one is about 0.99 of it). ``ratio`` is p99 over that bound at the
+  per ``N / rate`` seconds at least, so none of its events waits longer
+  than that. ``ratio`` is p99 over that bound at the
   daemon's pacing rate (the scheduling, the goal is <= 1.05); ``ratio_at_quota``
   is the same against ``N / qps`` (what the 5 % margin costs on top);
 - stale on arrival: the share of Updates whose hosts were already out of
