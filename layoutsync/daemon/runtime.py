@@ -556,7 +556,8 @@ class Daemon:
         try:
             delay = await limiter.reserve()
         except Exception as exc:  # a shared limiter's store is down: back off, keep the worker
-            self._log.warning("rate limiter failed", session=name, error=_describe(exc))
+            managed.last_error = f"rate limiter: {_describe(exc)}"
+            self._log.warning("rate limiter failed", session=name, error=managed.last_error)
             return exc
         if delay > 0 and not refresh and not await self._would_send(managed):
             await self._give_back(limiter)
