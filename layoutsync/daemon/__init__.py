@@ -2,7 +2,7 @@
 
 - ``webhooks``: NCS signature check, event parsing, clientSeq ordering (sans-IO);
 - ``queue``: the level-triggered work queue and its backoff limiter;
-- ``ratelimit``: the token bucket every outgoing request passes;
+- ``ratelimit``: the rate limiter interface and the token bucket every outgoing request passes;
 - ``metrics``: Prometheus metrics in the daemon's own registry;
 - ``config``: spec files, reloads;
 - ``heap``: the garbage-collector policy that keeps pauses short with many sessions;
@@ -17,7 +17,7 @@ from .config import ConfigChanges, ConfigError, ConfigProblem, LoadedSpec, SpecC
 from .heap import HeapPolicy
 from .metrics import DaemonMetrics
 from .queue import BackoffLimiter, QueueCore, QueueShutDown, WorkQueue
-from .ratelimit import RateLimitedTransport, TokenBucket
+from .ratelimit import RateLimitedTransport, RateLimiter, TokenBucket
 from .runtime import (
     Daemon,
     DaemonSettings,
@@ -54,6 +54,7 @@ __all__ = [
     "QueueCore",
     "QueueShutDown",
     "RateLimitedTransport",
+    "RateLimiter",
     "SignatureCheck",
     "SpecCatalog",
     "TokenBucket",
