@@ -434,8 +434,9 @@ def test_refuses_to_start_without_secrets_or_with_a_bad_spec(world: World) -> No
 def test_sigterm_with_a_backlog_stops_at_the_drain_timeout_and_says_what_it_left(
     world: World,
 ) -> None:
-    # at --qps 2 the Create waits about half a second for its token, after the Acquire
-    daemon = world.start_daemon("--qps", "2", "--drain-timeout", "0.3")
+    # still in its debounce window at the SIGTERM; at --qps 1 the Create waits about a
+    # second for its token, after the Acquire: more than the drain allows
+    daemon = world.start_daemon("--qps", "1", "--debounce", "5", "--drain-timeout", "0.3")
     with httpx.Client(base_url=daemon.url, headers=AUTH, timeout=10) as api:
         assert api.put("/v1/sessions/hall/hosts", json={"hosts": [4001]}).status_code == 202
     assert daemon.stop() == 0

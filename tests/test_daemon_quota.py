@@ -122,7 +122,7 @@ class TestTokenBeforeDesiredState:
             await idle(daemon)
             limiter = daemon.rate_limiter
             assert limiter is not None
-            for _ in range(3):  # other requests are ahead in line: the next one waits ~1 s
+            for _ in range(6):  # others are ahead in line: the next one waits ~1.8 s
                 await limiter.reserve()
             daemon.host_joined("room00", 102)
             await asyncio.sleep(0.3)  # the worker holds the key and waits for its token
@@ -173,7 +173,7 @@ class TestTokenBeforeDesiredState:
             )
             await idle(daemon)
             assert daemon.rate_limiter is not None
-            for _ in range(3):
+            for _ in range(6):  # others are ahead in line: the next one waits ~1.8 s
                 await daemon.rate_limiter.reserve()
             daemon.host_joined("room00", 102)
             await asyncio.sleep(0.3)
@@ -275,7 +275,7 @@ class TestQueueGauges:
     async def test_changes_resyncs_and_the_oldest_change(self, tmp_path: Path, specs: Path) -> None:
         rooms(specs, 3)
         emulator = create_emulator(EmulatorConfig())
-        daemon = make_daemon(tmp_path, emulator, qps=1000.0, debounce=0.4)
+        daemon = make_daemon(tmp_path, emulator, qps=1000.0, debounce=1.0)
         change = 'layoutsync_queue_depth{kind="change"}'
         resync = 'layoutsync_queue_depth{kind="resync"}'
         oldest = "layoutsync_queue_oldest_change_seconds"
@@ -287,7 +287,7 @@ class TestQueueGauges:
             daemon.host_joined("room01", 7)
             await asyncio.sleep(0.2)  # inside the debounce window: waiting, not applied
             assert (metric(daemon, change), metric(daemon, resync)) == (1.0, 2.0)
-            assert 0.15 <= metric(daemon, oldest) < 0.4
+            assert 0.15 <= metric(daemon, oldest) < 1.0
             await eventually(
                 lambda: asyncio.sleep(0, video_uids(emulator, "room01-1") == {7}),
                 what="the Create",
