@@ -335,15 +335,11 @@ class TestDrain:
             name for name in names if f"{name}-1" not in created
         )
 
-    @pytest.mark.skipif(
-        not hasattr(Daemon, "commit_inputs"),
-        reason="needs acknowledged desired inputs to be durable (issue 10, branch i10-durability)",
-    )
     async def test_what_the_drain_left_is_done_after_the_restart(
         self, tmp_path: Path, specs: Path
     ) -> None:
         daemon, emulator, names = await backlog(tmp_path, specs)
-        await daemon.commit_inputs()  # type: ignore[attr-defined]  # what a 202 waits for
+        await daemon.commit_inputs()  # what a 202 waits for
         await asyncio.wait_for(daemon.aclose(), 10.0)
         assert len(emulator.state.emulator.tasks()) < 8  # the drain left some undone
         again = make_daemon(tmp_path, emulator, qps=50.0)
