@@ -141,13 +141,18 @@ class TestDaemonClient:
 
     @pytest.mark.anyio
     async def test_every_request_takes_a_token(self, tmp_path: Path) -> None:
-        class Counting:
+        class Counting:  # a RateLimiter (layoutsync.daemon.ratelimit) that counts
+            rate = 1000.0
+
             def __init__(self) -> None:
                 self.taken = 0
 
-            async def acquire(self) -> float:
+            async def reserve(self) -> float:
                 self.taken += 1
                 return 0.0
+
+            async def cancel(self) -> None:
+                self.taken -= 1
 
         bucket = Counting()
         emulator_app = create_emulator(EmulatorConfig(seed=1))
