@@ -104,6 +104,22 @@ def specs(tmp_path: Path) -> Path:
     return directory
 
 
+async def join_while_the_quota_is_booked(daemon: Daemon, emulator: Any) -> None:
+    """room00 gets a task with host 101; then host 102 joins while others hold the next
+    tokens, so the worker holding room00 waits about 1.8 s for its own (qps 4)."""
+    daemon.host_joined("room00", 101)
+    await eventually(
+        lambda: asyncio.sleep(0, video_uids(emulator, "room00-1") == {101}), what="the Create"
+    )
+    await idle(daemon)
+    assert daemon.rate_limiter is not None
+    for _ in range(6):
+        await daemon.rate_limiter.reserve()
+    daemon.host_joined("room00", 102)
+    await asyncio.sleep(0.3)
+    assert daemon.queue.is_processing("room00")  # holds the key, waits for its token
+
+
 class TestTokenBeforeDesiredState:
     """A worker waits for its turn first, then reads what to send."""
 
@@ -114,19 +130,7 @@ class TestTokenBeforeDesiredState:
         emulator = create_emulator(EmulatorConfig())
         daemon = make_daemon(tmp_path, emulator, qps=4.0, concurrency=16)
         async with running(daemon):
-            daemon.host_joined("room00", 101)
-            await eventually(
-                lambda: asyncio.sleep(0, video_uids(emulator, "room00-1") == {101}),
-                what="the Create",
-            )
-            await idle(daemon)
-            limiter = daemon.rate_limiter
-            assert limiter is not None
-            for _ in range(6):  # others are ahead in line: the next one waits ~1.8 s
-                await limiter.reserve()
-            daemon.host_joined("room00", 102)
-            await asyncio.sleep(0.3)  # the worker holds the key and waits for its token
-            assert daemon.queue.is_processing("room00")
+            await join_while_the_quota_is_booked(daemon, emulator)
             daemon.host_joined("room00", 103)
             await idle(daemon)
         updates = emulator.state.emulator.requests("update")
@@ -166,18 +170,7 @@ class TestTokenBeforeDesiredState:
         emulator = create_emulator(EmulatorConfig())
         daemon = make_daemon(tmp_path, emulator, qps=4.0)
         async with running(daemon):
-            daemon.host_joined("room00", 101)
-            await eventually(
-                lambda: asyncio.sleep(0, video_uids(emulator, "room00-1") == {101}),
-                what="the Create",
-            )
-            await idle(daemon)
-            assert daemon.rate_limiter is not None
-            for _ in range(6):  # others are ahead in line: the next one waits ~1.8 s
-                await daemon.rate_limiter.reserve()
-            daemon.host_joined("room00", 102)
-            await asyncio.sleep(0.3)
-            assert daemon.queue.is_processing("room00")
+            await join_while_the_quota_is_booked(daemon, emulator)
             daemon.schedule_resync(0.01)  # falls due while the worker waits for its token
             await eventually(
                 lambda: asyncio.sleep(0, bool(emulator.state.emulator.requests("query"))),
