@@ -38,6 +38,7 @@ from .errors import (
     ValidationError,
 )
 from .plan import HostChange, Plan
+from .redis_store import LeaseLost, RedisStore
 from .spec import LayoutSpec, SpecFileError, load_spec
 from .store import DesiredInputs, MemoryStore, SessionState, SqliteStore, StateStore
 from .tokens import TokenMinter
@@ -62,12 +63,14 @@ __all__ = [
     "InternalCompilerError",
     "LayoutSpec",
     "LayoutsyncError",
+    "LeaseLost",
     "MalformedResponse",
     "MemoryStore",
     "Placement",
     "Plan",
     "RateLimited",
     "ReconcileResult",
+    "RedisStore",
     "RequestTimeout",
     "RetryPolicy",
     "ServerError",

@@ -1,0 +1,715 @@
+"""Several daemon replicas sharing sessions and the vendor's quota through Redis.
+
+Ownership
+    Each session is owned by one replica through a lease: ``{ns}:lease:{name}``
+    holds ``replica|fence`` with a TTL (``SET NX PX``), renewed every third
+    of the TTL; ``fence`` is a counter bumped on every acquisition
+    (``{ns}:fence:{name}``), so each ownership epoch has its own token. Every
+    state write of a session goes through ``RedisStore.fenced``: the write's
+    script checks that the lease still holds *this* epoch's token. Before
+    each request leaves the process (after its rate-limit wait, right before
+    the socket), ``FencedTransport`` checks the lease twice: locally (the
+    lease's deadline, measured on this replica's monotonic clock from before
+    the renewal was sent, less a margin) and in Redis. A replica that was
+    paused or cut off past its lease can therefore neither write nor send.
+    The one window left (a pause between that check and the bytes leaving)
+    can let through one request the new owner's state already accounts for:
+    an Update whose sequenceId is below the new owner's (the service applies
+    the highest it has seen), or a Create with the intent's builderToken
+    (one token makes at most one task).
+
+Spreading
+    Live replicas heartbeat into a sorted set (``{ns}:replicas``, scored by
+    expiry in Redis' clock). Each session belongs to the replica with the
+    highest rendezvous score (BLAKE2b of replica and session name): when a
+    replica joins or leaves, only the sessions whose top scorer changed move.
+    A replica that dies is noticed when its entry expires; the others retry
+    just after that moment, so a takeover takes about one lease TTL.
+
+Events at any replica
+    ``RedisStore.record_event``/``record_notification`` change the desired
+    inputs in Redis (durably, per the server's persistence) before the API
+    answers, and publish the session name on ``{ns}:wake``; the owner queues
+    it. Before each reconcile the owner reads the desired inputs back from
+    Redis (level-triggered: whatever the events were, one reconcile).
+
+Quota
+    ``RedisTokenBucket``: one token bucket for the whole fleet, one Lua
+    script per take on Redis' clock, so N replicas with ``--qps 10`` send at
+    most 10 requests/s together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import hashlib
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ..apply import AsyncSession, ReconcileResult
+from ..errors import StateError
+from ..redis_store import LeaseLost, RedisKeys, RedisStore
+from ..spec import LayoutSpec
+from .runtime import Daemon, DaemonSettings, WebhookOutcome, build_client
+from .webhooks import Notification
+
+__all__ = [
+    "DEFAULT_LEASE_TTL",
+    "ClusterDaemon",
+    "ClusterSettings",
+    "FencedTransport",
+    "LeaseTable",
+    "RedisTokenBucket",
+    "default_replica_id",
+    "rendezvous_owner",
+]
+
+DEFAULT_LEASE_TTL = 10.0
+
+#: Share of the TTL a lease counts as held on the local clock (clock-rate drift, latency).
+_LEASE_SAFETY = 0.85
+
+_CHUNK = 500  # names per lease script call (Redis runs one script at a time)
+
+
+def default_replica_id() -> str:
+    """``--replica-id``'s default: host name and pid (unique among live processes)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def rendezvous_owner(name: str, replicas: Iterable[str]) -> str | None:
+    """The replica with the highest score for ``name`` (highest random weight hashing)."""
+    best: tuple[bytes, str] | None = None
+    for replica in replicas:
+        score = hashlib.blake2b(f"{replica}\0{name}".encode(), digest_size=8).digest()
+        if best is None or (score, replica) > best:
+            best = (score, replica)
+    return None if best is None else best[1]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """What turns a daemon into a replica: ``--redis``, ``--replica-id``, ``--lease-ttl``."""
+
+    redis_url: str
+    replica_id: str
+    lease_ttl: float = DEFAULT_LEASE_TTL
+    namespace: str = "layoutsync"
+
+    def __post_init__(self) -> None:
+        if not self.lease_ttl > 0:
+            raise ValueError(f"lease_ttl must be > 0 seconds, got {self.lease_ttl}")
+        if not self.replica_id or "|" in self.replica_id:
+            raise ValueError(f"replica_id must be non-empty without '|', got {self.replica_id!r}")
+
+
+# --- scripts ----------------------------------------------------------------------------------
+
+# KEYS[1] replicas zset. ARGV: replica id, ttl ms, '1' to leave. Returns {now ms, id, expiry, ...}.
+_HEARTBEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if ARGV[3] == '1' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+else
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+end
+local out = {tostring(now)}
+local members = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 1, #members do table.insert(out, members[i]) end
+return out
+"""
+
+# KEYS: n lease keys, then n fence keys. ARGV: replica id, ttl ms, then the n tokens this
+# replica believes it holds ('' none). Per name: the token held now, or '-<pttl ms>' when
+# another replica holds it. A lease left by an earlier process with the same id is taken over.
+_ACQUIRE = """
+local n = #KEYS / 2
+local me = ARGV[1] .. '|'
+local out = {}
+for i = 1, n do
+  local lease, fence, mine = KEYS[i], KEYS[n + i], ARGV[2 + i]
+  local v = redis.call('GET', lease)
+  if v and v == mine then
+    redis.call('PEXPIRE', lease, ARGV[2])
+    out[i] = v
+  elseif (not v) or string.sub(v, 1, #me) == me then
+    local token = me .. redis.call('INCR', fence)
+    redis.call('SET', lease, token, 'PX', ARGV[2])
+    out[i] = token
+  else
+    out[i] = '-' .. redis.call('PTTL', lease)
+  end
+end
+return out
+"""
+
+# KEYS: lease keys. ARGV: the tokens. Deletes each lease still holding its token.
+_RELEASE = """
+local released = 0
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[i] then
+    redis.call('DEL', KEYS[i])
+    released = released + 1
+  end
+end
+return released
+"""
+
+# KEYS[1] bucket. ARGV: rate/s, burst, '1' to give a token back. Returns the wait in seconds.
+_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'stamp')
+local tokens, stamp = tonumber(b[1]), tonumber(b[2])
+if not tokens then tokens, stamp = burst, now end
+if now > stamp then
+  tokens = math.min(burst, tokens + (now - stamp) * rate)
+  stamp = now
+end
+if ARGV[3] == '1' then tokens = math.min(burst, tokens + 1) else tokens = tokens - 1 end
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'stamp',
+           string.format('%.6f', stamp))
+redis.call('EXPIRE', KEYS[1], 3600)
+if tokens >= 0 then return '0' end
+return string.format('%.6f', -tokens / rate)
+"""
+
+
+class RedisTokenBucket:
+    """A token bucket shared by every replica (``rate`` requests/s, ``burst`` saved up).
+
+    Same contract as ``TokenBucket.acquire``: each take reserves a token at
+    once, possibly driving the shared balance negative, and sleeps until it
+    is earned, so callers of all replicas are served in the order they asked.
+    """
+
+    def __init__(self, client: Any, key: str, rate: float, burst: int = 1) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be > 0 requests/s, got {rate}")
+        if burst < 1:
+            raise ValueError(f"burst must be >= 1, got {burst}")
+        self.rate = float(rate)
+        self.burst = int(burst)
+        self.key = key
+        self._script = client.register_script(_TAKE)
+
+    async def reserve(self) -> float:
+        """Take one token; the seconds to wait before using it."""
+        try:
+            return float(await self._script(keys=[self.key], args=[self.rate, self.burst, "0"]))
+        except _redis_errors() as exc:
+            raise StateError(
+                f"Redis: cannot take a token from the shared rate limit: {exc}"
+            ) from None
+
+    async def acquire(self) -> float:
+        delay = await self.reserve()
+        if delay > 0:
+            try:
+                await asyncio.sleep(delay)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await self._script(keys=[self.key], args=[self.rate, self.burst, "1"])
+                raise
+        return delay
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    import redis
+
+    return (redis.RedisError, OSError)
+
+
+# --- leases -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    token: str  #: ``replica|fence``
+    valid_until: float  #: local monotonic deadline for sending and writing
+
+
+class LeaseTable:
+    """Acquire, renew and release leases of many sessions, one script per chunk."""
+
+    def __init__(
+        self,
+        client: Any,
+        keys: RedisKeys,
+        replica_id: str,
+        ttl: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.keys = keys
+        self.replica_id = replica_id
+        self.ttl = ttl
+        self._clock = clock
+        self._client = client
+        self._acquire = client.register_script(_ACQUIRE)
+        self._release = client.register_script(_RELEASE)
+        self._heartbeat = client.register_script(_HEARTBEAT)
+        self.held: dict[str, Lease] = {}
+
+    @property
+    def ttl_ms(self) -> int:
+        return max(1, int(self.ttl * 1000))
+
+    async def heartbeat(self, *, leave: bool = False) -> tuple[int, dict[str, int]]:
+        """Announce this replica (or leave): (Redis now in ms, {live replica: expiry ms})."""
+        reply = await self._heartbeat(
+            keys=[self.keys.replicas], args=[self.replica_id, self.ttl_ms, "1" if leave else "0"]
+        )
+        values = [_text(v) for v in reply]
+        members = {values[i]: int(float(values[i + 1])) for i in range(1, len(values), 2)}
+        return int(values[0]), members
+
+    async def acquire(self, names: Sequence[str]) -> tuple[set[str], set[str], float | None]:
+        """Acquire or renew ``names``: (gained, lost, seconds until the first one held by
+        another replica expires, or None)."""
+        gained: set[str] = set()
+        lost: set[str] = set()
+        soonest: float | None = None
+        for start in range(0, len(names), _CHUNK):
+            chunk = names[start : start + _CHUNK]
+            sent_at = self._clock()
+            reply = await self._acquire(
+                keys=[self.keys.lease(n) for n in chunk] + [self.keys.fence(n) for n in chunk],
+                args=[
+                    self.replica_id,
+                    self.ttl_ms,
+                    *(self.held[n].token if n in self.held else "" for n in chunk),
+                ],
+            )
+            valid_until = sent_at + self.ttl * _LEASE_SAFETY
+            for name, raw in zip(chunk, reply, strict=True):
+                value = _text(raw)
+                if value.startswith("-"):
+                    if self.held.pop(name, None) is not None:
+                        lost.add(name)
+                    remaining = max(0.0, int(value[1:]) / 1000) if value[1:].isdigit() else 0.0
+                    soonest = remaining if soonest is None else min(soonest, remaining)
+                    continue
+                previous = self.held.get(name)
+                if previous is None or previous.token != value:
+                    gained.add(name)
+                self.held[name] = Lease(value, valid_until)
+        return gained, lost, soonest
+
+    async def release(self, names: Iterable[str]) -> int:
+        """Give up ``names`` at once (a clean stop, or sessions that moved to another replica)."""
+        leases = [(n, self.held.pop(n)) for n in list(names) if n in self.held]
+        released = 0
+        for start in range(0, len(leases), _CHUNK):
+            chunk = leases[start : start + _CHUNK]
+            released += int(
+                await self._release(
+                    keys=[self.keys.lease(n) for n, _ in chunk],
+                    args=[lease.token for _, lease in chunk],
+                )
+            )
+        return released
+
+    def token(self, name: str) -> str | None:
+        """This replica's token for ``name`` while its lease is valid on the local clock."""
+        lease = self.held.get(name)
+        if lease is None or self._clock() >= lease.valid_until:
+            return None
+        return lease.token
+
+    async def confirm(self, name: str, token: str | None) -> None:
+        """Raise ``LeaseLost`` unless ``token`` is valid locally and still the one in Redis."""
+        if token is None or self.token(name) != token:
+            raise LeaseLost(name, "expired on this replica's clock")
+        try:
+            current = await self._client.get(self.keys.lease(name))
+        except _redis_errors() as exc:
+            raise LeaseLost(name, f"cannot confirm it: {exc}") from None
+        if current is None or _text(current) != token:
+            raise LeaseLost(name, "taken over")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# --- sending only with a confirmed lease -----------------------------------------------------
+
+#: (session name, lease token) of the session whose request is being sent.
+_SENDER: contextvars.ContextVar[tuple[str, str | None] | None] = contextvars.ContextVar(
+    "layoutsync_sender", default=None
+)
+
+
+class FencedTransport(httpx.AsyncBaseTransport):
+    """Refuses a request of a session whose lease this replica cannot confirm right now.
+
+    Sits below the rate limiter, so the check follows any wait for a token.
+    """
+
+    def __init__(self, transport: httpx.AsyncBaseTransport, leases: LeaseTable) -> None:
+        self._transport = transport
+        self._leases = leases
+        self.refused = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        sender = _SENDER.get()
+        if sender is not None:
+            try:
+                await self._leases.confirm(*sender)
+            except LeaseLost:
+                self.refused += 1
+                raise
+        return await self._transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+class _SenderClient:
+    """The daemon's client, with every call marked as sent for one session's lease epoch."""
+
+    __slots__ = ("_client", "_sender")
+
+    def __init__(self, client: Any, name: str, token: str | None) -> None:
+        self._client = client
+        self._sender = (name, token)
+
+    def __getattr__(self, attribute: str) -> Any:
+        value = getattr(self._client, attribute)
+        if not asyncio.iscoroutinefunction(value):
+            return value
+        sender = self._sender
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            marker = _SENDER.set(sender)
+            try:
+                return await value(*args, **kwargs)
+            finally:
+                _SENDER.reset(marker)
+
+        return call
+
+
+# --- the replica ------------------------------------------------------------------------------
+
+
+class ClusterDaemon(Daemon):
+    """A ``Daemon`` that reconciles only the sessions whose lease it holds.
+
+    Every replica loads every spec (so any of them answers the API and
+    webhooks); events go to Redis first, then to the owner.
+    """
+
+    def __init__(
+        self,
+        settings: DaemonSettings,
+        cluster: ClusterSettings,
+        *,
+        client: Any,
+        store: RedisStore,
+        redis: Any,
+        leases: LeaseTable | None = None,
+        **options: Any,
+    ) -> None:
+        self.cluster = cluster
+        self.redis = redis
+        self.leases = leases or LeaseTable(redis, store.keys, cluster.replica_id, cluster.lease_ttl)
+        self._tokens: dict[str, str | None] = {}  # the lease token each session object writes with
+        self._replicas: dict[str, int] = {}
+        self._round_ok_at: float | None = None
+        self._cluster_tasks: list[asyncio.Task[None]] = []
+        self._moving: set[str] = set()  # owned elsewhere now; released once not processing
+        self._stopped_cluster = asyncio.Event()
+        super().__init__(
+            settings, client=client, store=store, session_factory=self._build, **options
+        )
+        self.redis_store = store
+
+    # --- sessions bound to one lease epoch ---------------------------------------------------
+
+    def _build(self, spec: LayoutSpec, *, client: Any, store: Any, name: str) -> AsyncSession:
+        token = self.leases.token(name)
+        self._tokens[name] = token
+        return AsyncSession(
+            spec,
+            client=_SenderClient(client, name, token),  # type: ignore[arg-type]
+            store=self.redis_store_of(store).fenced(name, token),
+            name=name,
+        )
+
+    @staticmethod
+    def redis_store_of(store: Any) -> RedisStore:
+        if not isinstance(store, RedisStore):
+            raise TypeError(f"ClusterDaemon needs a RedisStore, got {type(store).__name__}")
+        return store
+
+    def owns(self, name: str) -> bool:
+        return self.leases.token(name) is not None
+
+    def owned(self) -> tuple[str, ...]:
+        return tuple(sorted(n for n in self.leases.held if self.owns(n)))
+
+    def replicas(self) -> tuple[str, ...]:
+        return tuple(sorted(self._replicas))
+
+    # --- events: Redis first, then the owner ----------------------------------------------------
+
+    def host_joined(self, name: str, uid: int, *, source: str = "api") -> None:
+        self._record(name, "join", uid)
+        super().host_joined(name, uid, source=source)
+
+    def host_left(self, name: str, uid: int, *, source: str = "api") -> None:
+        self._record(name, "leave", uid)
+        super().host_left(name, uid, source=source)
+
+    def set_hosts(self, name: str, uids: Iterable[int]) -> None:
+        hosts = list(uids)
+        self._record(name, "hosts", hosts)
+        super().set_hosts(name, hosts)
+
+    def set_speaker(self, name: str, uid: int | None) -> None:
+        self._record(name, "speaker", uid)
+        super().set_speaker(name, uid)
+
+    def _record(self, name: str, op: str, value: Any) -> None:
+        self.get(name)  # UnknownSession before any write
+        self.redis_store.record_event(name, op, value)
+
+    def handle_notification(self, notification: Notification) -> WebhookOutcome:
+        event = notification.host_event
+        if event is None:
+            return super().handle_notification(notification)
+        targets = [
+            m
+            for m in self.sessions_for_channel(event.channel)
+            if not m.is_own_output(event.channel, event.uid)
+        ]
+        if not targets:
+            return super().handle_notification(notification)
+        self.metrics.events.labels("webhook", str(notification.event_type)).inc()
+        accepted = self.redis_store.record_notification(
+            event.channel,
+            event.uid,
+            event.client_seq,
+            joined=event.joined,
+            names=[m.name for m in targets],
+            retention=self.settings.seq_retention,
+        )
+        if not accepted:
+            return self._ignored(notification, "clientSeq not above the last seen")
+        for managed in targets:
+            if event.joined:
+                managed.session.host_joined(event.uid)
+            else:
+                managed.session.host_left(event.uid)
+            self.queue.add(managed.name)
+        return WebhookOutcome(notification.event_type, applied=tuple(m.name for m in targets))
+
+    # --- reconciling only what this replica owns -------------------------------------------------
+
+    async def reconcile_now(self, name: str) -> ReconcileResult | None:
+        if not self.owns(name):
+            self.get(name)
+            with contextlib.suppress(Exception):
+                await self.redis.publish(self.redis_store.keys.wake, name)
+            return self.get(name).last_result
+        self._prepare(name)
+        return await super().reconcile_now(name)
+
+    async def _process(self, name: str) -> None:
+        if name not in self._sessions and name not in self._retiring:
+            return
+        if not self.owns(name):
+            return  # its owner reconciles it; a wake or a takeover queues it here again
+        try:
+            self._prepare(name)
+        except StateError as exc:
+            managed = self._sessions.get(name)
+            if managed is not None:
+                managed.last_error = str(exc)
+            self._log.warning("desired state not read", session=name, error=str(exc))
+            self.queue.add_after(name, self.limiter.when(name))
+            return
+        await super()._process(name)
+
+    def _prepare(self, name: str) -> None:
+        """Bind the session to the current lease epoch and read its desired inputs."""
+        managed = self._sessions.get(name) or self._retiring.get(name)
+        if managed is None:
+            return
+        token = self.leases.token(name)
+        if self._tokens.get(name) != token:
+            managed.session = self._build(
+                managed.spec, client=self.client, store=self.redis_store, name=name
+            )
+        desired = self.redis_store.desired(name)
+        if desired is not None:
+            hosts, speaker, _ = desired
+            managed.session.set_hosts(hosts)
+            managed.session.set_speaker(speaker)
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._round()  # own a share before the first reconciles are queued
+        await super().start()
+        self._cluster_tasks = [
+            asyncio.create_task(self._lease_loop(), name="layoutsync-leases"),
+            asyncio.create_task(self._wake_loop(), name="layoutsync-wake"),
+        ]
+
+    async def stop(self) -> None:
+        if self.stopping:
+            return
+        await super().stop()  # drains with the leases still renewed
+        self._stopped_cluster.set()
+        for task in self._cluster_tasks:
+            task.cancel()
+        for task in self._cluster_tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(*_redis_errors()):
+            released = await self.leases.release(list(self.leases.held))
+            await self.leases.heartbeat(leave=True)
+            self._log.info("leases released", sessions=released)
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()
+
+    def ready(self) -> tuple[bool, Any]:
+        ok, checks = super().ready()
+        checks = dict(checks)
+        fresh = (
+            self._round_ok_at is not None
+            and time.monotonic() - self._round_ok_at < self.cluster.lease_ttl * _LEASE_SAFETY
+        )
+        checks["leases"] = fresh
+        checks["owned"] = len(self.owned())
+        checks["replicas"] = len(self._replicas)
+        return ok and fresh, checks
+
+    async def _lease_loop(self) -> None:
+        ttl = self.cluster.lease_ttl
+        while not self._stopped_cluster.is_set():
+            try:
+                wait = await self._round()
+            except _redis_errors() as exc:
+                self._log.warning(
+                    "lease round failed; sending stops as leases lapse", error=str(exc)
+                )
+                wait = min(ttl / 3, 0.5)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped_cluster.wait(), wait)
+
+    async def _round(self) -> float:
+        """Heartbeat, take or renew this replica's share, let go of what moved; the next wait."""
+        ttl = self.cluster.lease_ttl
+        me = self.cluster.replica_id
+        now_ms, replicas = await self.leases.heartbeat()
+        replicas.setdefault(me, now_ms + self.leases.ttl_ms)
+        self._replicas = replicas
+        names = sorted({*self._sessions, *self._retiring})
+        mine = [n for n in names if rendezvous_owner(n, replicas) == me]
+        wanted = set(mine)
+        gained, lost, soonest = await self.leases.acquire(mine)
+        self._moving |= {n for n in self.leases.held if n not in wanted}
+        ready = [n for n in self._moving if not self.queue.is_processing(n)]
+        if ready:
+            await self.leases.release(ready)
+            self._moving -= set(ready)
+        for name in sorted(gained):
+            self.limiter.forget(name)
+            self.queue.add(name)
+        if gained or lost or ready:
+            self._log.info(
+                "ownership changed",
+                gained=len(gained),
+                lost=len(lost),
+                released=len(ready),
+                owned=len(self.leases.held),
+                replicas=len(replicas),
+            )
+        self._round_ok_at = time.monotonic()
+        wait = ttl / 3
+        others = [expiry - now_ms for r, expiry in replicas.items() if r != me]
+        if others:
+            wait = min(wait, max(0.0, min(others) / 1000) + 0.01)
+        if soonest is not None:
+            wait = min(wait, soonest + 0.01)
+        return max(wait, 0.01)
+
+    async def _wake_loop(self) -> None:
+        channel = self.redis_store.keys.wake
+        while not self._stopped_cluster.is_set():
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(channel)
+                for name in self.owned():  # whatever was published while not subscribed
+                    self.queue.add(name)
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    name = _text(message["data"])
+                    if self.owns(name):
+                        self.queue.add(name)
+            except _redis_errors() as exc:
+                self._log.warning("wake channel lost; resubscribing", error=str(exc))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopped_cluster.wait(), 0.5)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+
+def build_cluster_daemon(
+    settings: DaemonSettings,
+    cluster: ClusterSettings,
+    *,
+    metrics: Any,
+    catalog: Any = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    **client_options: Any,
+) -> ClusterDaemon:
+    """A replica over ``cluster.redis_url``: store, shared bucket, fenced client. Raises
+    ``StateError`` when Redis cannot be reached."""
+    import redis.asyncio
+
+    store = RedisStore.from_url(cluster.redis_url, namespace=cluster.namespace)
+    store.check()
+    aredis = redis.asyncio.Redis.from_url(
+        cluster.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
+    )
+    leases = LeaseTable(aredis, store.keys, cluster.replica_id, cluster.lease_ttl)
+    bucket = RedisTokenBucket(aredis, store.keys.bucket, settings.qps, settings.burst)
+    base = transport if transport is not None else httpx.AsyncHTTPTransport()
+    client = build_client(
+        settings,
+        metrics,
+        transport=FencedTransport(base, leases),
+        bucket=bucket,  # type: ignore[arg-type]
+        **client_options,
+    )
+    return ClusterDaemon(
+        settings,
+        cluster,
+        client=client,
+        store=store,
+        redis=aredis,
+        leases=leases,
+        catalog=catalog,
+        metrics=metrics,
+    )

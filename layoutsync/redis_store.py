@@ -1,0 +1,521 @@
+"""Session state in Redis, shared by several daemon replicas (``RedisStore``).
+
+One key per session row (``{ns}:state:{name}``, the row as JSON) and a set
+of names. Every write is one Lua script, so what must change together does:
+
+- a row and its **sequenceId allocation**: an Update intent's sequenceId is
+  recorded per task in ``{ns}:seq:{name}`` in the same script that stores
+  the intent; a lower one is refused (never decreasing) and an equal one
+  with another body is refused (never reused), across takeovers;
+- with **fencing** (``RedisStore.fenced(name, holder)``, what the daemon's
+  sessions write through), the script first checks that the session's lease
+  key still holds this replica's fencing token: a replica whose lease lapsed
+  (a GC pause, SIGSTOP, a partition) cannot write, whatever it believes;
+- **desired inputs** (hosts, speaker) live apart from the row, in
+  ``{ns}:desired:{name}``, because any replica may receive an event while
+  only the owner writes the row. ``record_event`` changes them with the same
+  rules as ``Session.host_joined`` & co, and a webhook's clientSeq record
+  with them (``record_notification``), in one script; ``load`` returns the
+  row with the desired inputs in place.
+
+How durable an acknowledged write is depends on the server's persistence:
+run Redis with ``appendonly yes`` (``appendfsync always`` to survive a power
+cut, ``everysec`` for a process crash). Errors reaching Redis become
+``StateError``; a fenced write that lost its lease is ``LeaseLost``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from .canonical import canonical_bytes
+from .errors import StateError
+from .store import Inputs, Intent, SessionState
+
+__all__ = ["DEFAULT_NAMESPACE", "LeaseLost", "RedisKeys", "RedisStore"]
+
+DEFAULT_NAMESPACE = "layoutsync"
+
+
+class LeaseLost(StateError):
+    """This replica no longer holds the session's lease: it must neither write nor send."""
+
+    def __init__(self, name: str, detail: str = "") -> None:
+        self.name = name
+        super().__init__(
+            f"session {name!r}: lease not held by this replica"
+            + (f" ({detail})" if detail else "")
+            + "; another replica owns it now"
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RedisKeys:
+    """Every key layoutsync uses, under one namespace (several fleets can share a server)."""
+
+    namespace: str = DEFAULT_NAMESPACE
+
+    def state(self, name: str) -> str:
+        return f"{self.namespace}:state:{name}"
+
+    def desired(self, name: str) -> str:
+        return f"{self.namespace}:desired:{name}"
+
+    def seq(self, name: str) -> str:
+        return f"{self.namespace}:seq:{name}"
+
+    def lease(self, name: str) -> str:
+        return f"{self.namespace}:lease:{name}"
+
+    def fence(self, name: str) -> str:
+        return f"{self.namespace}:fence:{name}"
+
+    def client_seq(self, channel: str, uid: int) -> str:
+        return f"{self.namespace}:cseq:{channel}:{uid}"
+
+    @property
+    def names(self) -> str:
+        return f"{self.namespace}:names"
+
+    @property
+    def replicas(self) -> str:
+        return f"{self.namespace}:replicas"
+
+    @property
+    def bucket(self) -> str:
+        return f"{self.namespace}:bucket"
+
+    @property
+    def wake(self) -> str:
+        return f"{self.namespace}:wake"
+
+
+# KEYS: state, names, lease, seq. ARGV: row json, name, holder ('' = unfenced), task id,
+# sequenceId ('' = none), Update intent's body hash ('' = no Update intent).
+_SAVE = """
+if ARGV[3] ~= '' then
+  local holder = redis.call('GET', KEYS[3])
+  if holder ~= ARGV[3] then return redis.error_reply('FENCED ' .. tostring(holder)) end
+end
+if ARGV[5] ~= '' then
+  local s = tonumber(ARGV[5])
+  local seq = redis.call('HMGET', KEYS[4], 'task', 'max', 'hash')
+  if seq[1] == ARGV[4] and seq[2] then
+    local m = tonumber(seq[2])
+    if s < m then return redis.error_reply('SEQUENCE ' .. s .. ' is below ' .. m) end
+    if s == m and ARGV[6] ~= '' and seq[3] ~= ARGV[6] then
+      return redis.error_reply('SEQUENCE ' .. s .. ' was sent with another body')
+    end
+  end
+  if seq[1] ~= ARGV[4] or not seq[2] or s > tonumber(seq[2]) then
+    redis.call('HSET', KEYS[4], 'task', ARGV[4], 'max', s, 'hash', ARGV[6])
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[2])
+return 1
+"""
+
+# KEYS: state, names, lease, desired, seq. ARGV: name, holder ('' = unfenced)
+_DELETE = """
+if ARGV[2] ~= '' then
+  local holder = redis.call('GET', KEYS[3])
+  if holder ~= ARGV[2] then return redis.error_reply('FENCED ' .. tostring(holder)) end
+end
+redis.call('DEL', KEYS[1], KEYS[4])
+redis.call('SREM', KEYS[2], ARGV[1])
+return 1
+"""
+
+# The desired-input rules of ``_SessionCore`` (host_joined, host_left, set_hosts, set_speaker)
+# over {ns}:desired:{name}, seeded from the row when no event was recorded yet.
+_DESIRED_LIB = """
+local function as_list(v)
+  if type(v) ~= 'table' then return {} end
+  return v
+end
+local function apply(dkey, skey, op, a)
+  local hosts, speaker
+  local d = redis.call('HMGET', dkey, 'hosts', 'speaker')
+  if d[1] then
+    hosts = as_list(cjson.decode(d[1]))
+    speaker = cjson.decode(d[2])
+  else
+    local row = redis.call('GET', skey)
+    hosts, speaker = {}, cjson.null
+    if row then
+      local r = cjson.decode(row)
+      hosts = as_list(r['hosts'])
+      if r['speaker'] ~= nil then speaker = r['speaker'] end
+    end
+  end
+  if op == 'join' then
+    local found = false
+    for _, h in ipairs(hosts) do if h == a then found = true end end
+    if not found then table.insert(hosts, a) end
+  elseif op == 'leave' then
+    local kept = {}
+    for _, h in ipairs(hosts) do if h ~= a then table.insert(kept, h) end end
+    hosts = kept
+  elseif op == 'hosts' then
+    local wanted = as_list(cjson.decode(a))
+    local keep, known, out = {}, {}, {}
+    for _, h in ipairs(wanted) do keep[h] = true end
+    for _, h in ipairs(hosts) do
+      known[h] = true
+      if keep[h] then table.insert(out, h) end
+    end
+    for _, h in ipairs(wanted) do
+      if not known[h] then table.insert(out, h); known[h] = true end
+    end
+    hosts = out
+  elseif op == 'speaker' then
+    speaker = cjson.decode(a)
+  end
+  local encoded = '[]'
+  if #hosts > 0 then encoded = cjson.encode(hosts) end
+  redis.call('HSET', dkey, 'hosts', encoded, 'speaker', cjson.encode(speaker))
+  return redis.call('HINCRBY', dkey, 'version', 1)
+end
+"""
+
+# KEYS: desired, state. ARGV: op, argument, wake channel, name.
+_EVENT = (
+    _DESIRED_LIB
+    + """
+local op, a = ARGV[1], ARGV[2]
+if op == 'join' or op == 'leave' then a = tonumber(a) end
+local version = apply(KEYS[1], KEYS[2], op, a)
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return version
+"""
+)
+
+# KEYS: clientSeq record, then (desired, state) per session. ARGV: clientSeq, joined (1/0),
+# uid, retention ms, wake channel, then the session names.
+_NOTIFICATION = (
+    _DESIRED_LIB
+    + """
+local seq = tonumber(ARGV[1])
+local last = redis.call('GET', KEYS[1])
+if last and tonumber(last) >= seq then return 0 end
+if ARGV[2] == '1' then
+  redis.call('SET', KEYS[1], seq)
+else
+  redis.call('SET', KEYS[1], seq, 'PX', ARGV[4])
+end
+local op = 'leave'
+if ARGV[2] == '1' then op = 'join' end
+local uid = tonumber(ARGV[3])
+for i = 2, #KEYS, 2 do
+  apply(KEYS[i], KEYS[i + 1], op, uid)
+  redis.call('PUBLISH', ARGV[5], ARGV[6 + (i - 2) / 2])
+end
+return 1
+"""
+)
+
+
+class RedisStore:
+    """A ``StateStore`` in Redis, for several replicas sharing sessions.
+
+    ``client`` is a ``redis.Redis`` (blocking, as the other stores are: the
+    calls are one loopback round trip). Without fencing (``fenced``) writes
+    are unconditional, which is what a single library user needs.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        holder: str | None = None,
+        fenced_name: str | None = None,
+    ) -> None:
+        self.redis = client
+        self.keys = RedisKeys(namespace)
+        self._holder = holder
+        self._fenced_name = fenced_name
+        self._save_script = client.register_script(_SAVE)
+        self._delete_script = client.register_script(_DELETE)
+        self._event_script = client.register_script(_EVENT)
+        self._notification_script = client.register_script(_NOTIFICATION)
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, namespace: str = DEFAULT_NAMESPACE, timeout: float = 2.0
+    ) -> RedisStore:
+        """A store over a new blocking client for ``url`` (``redis://host:port/db``)."""
+        import redis
+
+        client = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
+        )
+        return cls(client, namespace=namespace)
+
+    def fenced(self, name: str, holder: str | None) -> RedisStore:
+        """A view whose writes of ``name`` succeed only while its lease holds ``holder``.
+
+        ``holder`` None: this replica does not own the session, every write fails.
+        """
+        view = object.__new__(RedisStore)
+        view.redis = self.redis
+        view.keys = self.keys
+        view._save_script = self._save_script
+        view._delete_script = self._delete_script
+        view._event_script = self._event_script
+        view._notification_script = self._notification_script
+        view._holder = holder
+        view._fenced_name = name
+        return view
+
+    @property
+    def holder(self) -> str | None:
+        return self._holder
+
+    # --- StateStore ---------------------------------------------------------------------------
+
+    def load(self, name: str) -> SessionState | None:
+        keys = self.keys
+        with self._guard("read session state"):
+            row, desired = self._pipeline(
+                lambda p: (p.get(keys.state(name)), p.hmget(keys.desired(name), "hosts", "speaker"))
+            )
+        if row is None:
+            return None
+        state = _decode(name, row)
+        if desired[0] is not None:
+            hosts = orjson.loads(desired[0])
+            speaker = orjson.loads(desired[1]) if desired[1] is not None else None
+            state = dataclasses.replace(
+                state, hosts=tuple(int(h) for h in hosts or ()), speaker=_int_or_none(speaker)
+            )
+        return state
+
+    def save(self, state: SessionState) -> None:
+        holder = self._check_holder(state.name)
+        intent = state.intent
+        update_hash = ""
+        if intent is not None and intent.call == "update":
+            update_hash = intent.body_hash or ""
+        keys = self.keys
+        with self._guard("write session state"):
+            self._save_script(
+                keys=[
+                    keys.state(state.name),
+                    keys.names,
+                    keys.lease(state.name),
+                    keys.seq(state.name),
+                ],
+                args=[
+                    _encode(state),
+                    state.name,
+                    holder,
+                    state.task_id or "",
+                    "" if state.sequence_id is None else str(state.sequence_id),
+                    update_hash,
+                ],
+            )
+
+    def delete(self, name: str) -> None:
+        holder = self._check_holder(name)
+        keys = self.keys
+        with self._guard("delete session state"):
+            self._delete_script(
+                keys=[
+                    keys.state(name),
+                    keys.names,
+                    keys.lease(name),
+                    keys.desired(name),
+                    keys.seq(name),
+                ],
+                args=[name, holder],
+            )
+
+    def names(self) -> tuple[str, ...]:
+        with self._guard("list session state"):
+            members = self.redis.smembers(self.keys.names)
+        return tuple(sorted(_text(m) for m in members))
+
+    def check(self) -> None:
+        """Raise ``StateError`` unless Redis answers (the daemon's readiness probe)."""
+        with self._guard("reach Redis"):
+            self.redis.ping()
+
+    def close(self) -> None:
+        self.redis.close()
+
+    def __repr__(self) -> str:
+        kwargs = self.redis.connection_pool.connection_kwargs
+        where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
+        return f"RedisStore({where!r}, namespace={self.keys.namespace!r})"
+
+    # --- events at any replica -----------------------------------------------------------------
+
+    def record_event(self, name: str, op: str, value: Any = None) -> int:
+        """Change a session's desired inputs and wake its owner; returns the new version.
+
+        ``op``: ``join``/``leave`` (a uid), ``hosts`` (a list of uids), ``speaker`` (uid/None).
+        Durable (per the server's persistence) when it returns.
+        """
+        if op in ("join", "leave"):
+            argument = str(int(value))
+        elif op in ("hosts", "speaker"):
+            argument = orjson.dumps(value).decode()
+        else:
+            raise ValueError(f"unknown desired-state change {op!r}")
+        keys = self.keys
+        with self._guard("record a desired-state change"):
+            return int(
+                self._event_script(
+                    keys=[keys.desired(name), keys.state(name)],
+                    args=[op, argument, keys.wake, name],
+                )
+            )
+
+    def record_notification(
+        self,
+        channel: str,
+        uid: int,
+        client_seq: int,
+        *,
+        joined: bool,
+        names: Sequence[str],
+        retention: float,
+    ) -> bool:
+        """A webhook's join/leave for every session of its channel, with its clientSeq record,
+        in one script; False (nothing changed) when the clientSeq is not above the last one."""
+        keys = self.keys
+        script_keys = [keys.client_seq(channel, uid)]
+        for name in names:
+            script_keys += [keys.desired(name), keys.state(name)]
+        with self._guard("record a webhook event"):
+            applied = self._notification_script(
+                keys=script_keys,
+                args=[
+                    client_seq,
+                    "1" if joined else "0",
+                    uid,
+                    max(1, int(retention * 1000)),
+                    keys.wake,
+                    *names,
+                ],
+            )
+        return bool(applied)
+
+    def desired(self, name: str) -> tuple[tuple[int, ...], int | None, int] | None:
+        """(hosts, speaker, version) recorded by events, or None when there were none."""
+        with self._guard("read desired state"):
+            hosts, speaker, version = self.redis.hmget(
+                self.keys.desired(name), "hosts", "speaker", "version"
+            )
+        if hosts is None:
+            return None
+        decoded = orjson.loads(hosts)
+        return (
+            tuple(int(h) for h in decoded or ()),
+            _int_or_none(orjson.loads(speaker) if speaker is not None else None),
+            int(version or 0),
+        )
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _check_holder(self, name: str) -> str:
+        if self._fenced_name is None:
+            return ""
+        if name != self._fenced_name:
+            raise StateError(f"a store view of session {self._fenced_name!r} cannot write {name!r}")
+        if self._holder is None:
+            raise LeaseLost(name, "not acquired")
+        return self._holder
+
+    def _pipeline(self, build: Any) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        build(pipe)
+        return list(pipe.execute())
+
+    def _guard(self, what: str) -> _Guard:
+        return _Guard(self, what)
+
+
+class _Guard:
+    """Map redis-py's errors onto ``StateError``/``LeaseLost`` (never a traceback upstream)."""
+
+    __slots__ = ("_store", "_what")
+
+    def __init__(self, store: RedisStore, what: str) -> None:
+        self._store = store
+        self._what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> None:
+        if exc is None:
+            return
+        import redis
+
+        if isinstance(exc, redis.ResponseError) and str(exc).startswith("FENCED"):
+            raise LeaseLost(self._store._fenced_name or "?", str(exc)) from None
+        if isinstance(exc, redis.ResponseError) and str(exc).startswith("SEQUENCE"):
+            raise StateError(f"cannot {self._what}: sequenceId refused: {exc}") from None
+        if isinstance(exc, redis.RedisError):
+            raise StateError(f"Redis: cannot {self._what}: {exc}") from None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None or isinstance(value, dict) else int(value)
+
+
+# --- rows as JSON: one field per SessionState field, so a new field needs no new code -----------
+
+
+def _field_json(value: Any) -> Any:
+    if isinstance(value, Intent):
+        return {"__intent__": value.to_json()}
+    if isinstance(value, Inputs):
+        return {
+            "__inputs__": {"hosts": list(value.hosts), "speaker": value.speaker, "spec": value.spec}
+        }
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _field_of(name: str, value: Any) -> Any:
+    if isinstance(value, dict) and "__intent__" in value:
+        return Intent.from_json(value["__intent__"])
+    if isinstance(value, dict) and "__inputs__" in value:
+        data = value["__inputs__"]
+        return Inputs(tuple(data["hosts"]), data.get("speaker"), data["spec"])
+    if name == "hosts":
+        return tuple(value or ())
+    return value
+
+
+def _encode(state: SessionState) -> bytes:
+    row = {f.name: _field_json(getattr(state, f.name)) for f in dataclasses.fields(SessionState)}
+    try:
+        return canonical_bytes(row)
+    except TypeError as exc:
+        raise StateError(f"session {state.name!r}: state is not serialisable: {exc}") from None
+
+
+def _decode(name: str, raw: bytes) -> SessionState:
+    try:
+        row: Mapping[str, Any] = orjson.loads(raw)
+        known = {f.name for f in dataclasses.fields(SessionState)}
+        return SessionState(**{k: _field_of(k, v) for k, v in row.items() if k in known})
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise StateError(
+            f"Redis: the row of session {name!r} is damaged ({type(exc).__name__}); "
+            "delete it with `layoutsync destroy` or restore a backup"
+        ) from None
