@@ -20,6 +20,7 @@ import signal
 import socket
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from ..errors import LayoutsyncError
 from ._common import eprint, number
@@ -137,6 +138,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="do not reload spec files when they change",
     )
     parser.add_argument(
+        "--redis",
+        default=None,
+        metavar="URL",
+        help="share sessions and the --qps quota with other replicas through Redis "
+        "(redis://HOST:PORT/DB); without it, state stays in the SQLite --state file",
+    )
+    parser.add_argument(
+        "--replica-id",
+        default=None,
+        metavar="ID",
+        help="this replica's name among the others (default: host name and pid; with --redis)",
+    )
+    parser.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long a replica owns its sessions without renewing (default 10; with --redis): "
+        "the others take over a dead replica's sessions after about this long",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -188,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
     from ..daemon.app import create_app
     from ..daemon.config import ConfigProblem, SpecCatalog
     from ..daemon.metrics import DaemonMetrics
-    from ..daemon.runtime import Daemon, DaemonSettings, build_client
+    from ..daemon.runtime import DaemonSettings
 
     try:
         settings = DaemonSettings(
@@ -221,24 +243,17 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
     metrics = DaemonMetrics()
+    replica = _replica(args, settings, catalog, changes, metrics)
+    if isinstance(replica, int):
+        return replica
+    daemon = replica if replica is not None else _single(args, settings, catalog, metrics)
+    if isinstance(daemon, int):
+        return daemon
+    store = daemon.store
     try:
-        client = build_client(settings, metrics)
-    except LayoutsyncError as exc:
-        eprint(f"error: {exc}")
-        return 2
-
-    from ..store import SqliteStore
-
-    try:
-        store = SqliteStore(settings.state, synchronous=args.state_sync.upper())
-    except LayoutsyncError as exc:
-        eprint(f"error: {exc}")
-        return 1
-    try:
-        daemon = Daemon(settings, client=client, store=store, catalog=catalog, metrics=metrics)
         daemon.load(changes)
     except LayoutsyncError as exc:
-        store.close()
+        store.close()  # type: ignore[attr-defined]
         eprint(f"error: {exc}")
         return 1
 
@@ -269,6 +284,58 @@ def run(args: argparse.Namespace) -> int:
         sessions=len(daemon.names()),
     )
     return _serve(app, sock)
+
+
+def _single(args: argparse.Namespace, settings: Any, catalog: Any, metrics: Any) -> Any:
+    """The one-process daemon over the SQLite ``--state`` file (or the exit code of why not)."""
+    from ..daemon.runtime import Daemon, build_client
+    from ..store import SqliteStore
+
+    try:
+        client = build_client(settings, metrics)
+    except LayoutsyncError as exc:
+        eprint(f"error: {exc}")
+        return 2
+    try:
+        store = SqliteStore(settings.state, synchronous=args.state_sync.upper())
+    except LayoutsyncError as exc:
+        eprint(f"error: {exc}")
+        return 1
+    return Daemon(settings, client=client, store=store, catalog=catalog, metrics=metrics)
+
+
+def _replica(
+    args: argparse.Namespace,
+    settings: Any,
+    catalog: Any,
+    changes: Any,
+    metrics: Any,
+) -> Any:
+    """With ``--redis``: a ``ClusterDaemon`` (or the exit code of why not); else None."""
+    if args.redis is None:
+        if args.replica_id is not None:
+            eprint("error: --replica-id needs --redis")
+            return 2
+        return None
+    from ..daemon.cluster import ClusterSettings, build_cluster_daemon, default_replica_id
+
+    try:
+        cluster = ClusterSettings(
+            redis_url=args.redis,
+            replica_id=args.replica_id or default_replica_id(),
+            lease_ttl=args.lease_ttl,
+        )
+    except ValueError as exc:
+        eprint(f"error: --lease-ttl/--replica-id: {exc}")
+        return 2
+    try:
+        return build_cluster_daemon(settings, cluster, metrics=metrics, catalog=catalog)
+    except ValueError as exc:
+        eprint(f"error: --redis {args.redis!r}: {exc}")
+        return 2
+    except LayoutsyncError as exc:
+        eprint(f"error: --redis {args.redis}: {exc}")
+        return 1
 
 
 def _bind(host: str, port: int) -> socket.socket:

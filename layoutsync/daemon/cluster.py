@@ -464,6 +464,13 @@ class ClusterDaemon(Daemon):
     def replicas(self) -> tuple[str, ...]:
         return tuple(sorted(self._replicas))
 
+    def pending(self, name: str) -> dict[str, Any]:
+        """Also who owns the session: reconciles happen at ``owner``, the API answers anywhere."""
+        out = super().pending(name)
+        out["owner"] = rendezvous_owner(name, self._replicas)
+        out["ownedHere"] = self.owns(name)
+        return out
+
     # --- events: Redis first, then the owner ----------------------------------------------------
 
     def host_joined(self, name: str, uid: int, *, source: str = "api") -> None:
@@ -604,10 +611,19 @@ class ClusterDaemon(Daemon):
 
     async def _lease_loop(self) -> None:
         ttl = self.cluster.lease_ttl
+        failed = False
         while not self._stopped_cluster.is_set():
             try:
                 wait = await self._round()
+                if failed:
+                    # Back from an outage: whatever failed meanwhile is due now, not after
+                    # the backoff it built up while Redis was away.
+                    failed = False
+                    for name in self.owned():
+                        self.limiter.forget(name)
+                        self.queue.add(name)
             except _redis_errors() as exc:
+                failed = True
                 self._log.warning(
                     "lease round failed; sending stops as leases lapse", error=str(exc)
                 )

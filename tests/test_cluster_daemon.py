@@ -1,0 +1,189 @@
+"""A ``ClusterDaemon`` in process (emulator over ASGITransport, a real redis-server): fencing
+at the write and at the send, and the ``--redis`` flags' errors."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from _redis import RedisServer, free_port
+
+from layoutsync.api.client import RetryPolicy
+from layoutsync.cli import main
+from layoutsync.daemon.cluster import (
+    _SENDER,
+    ClusterDaemon,
+    ClusterSettings,
+    FencedTransport,
+    LeaseTable,
+    build_cluster_daemon,
+)
+from layoutsync.daemon.metrics import DaemonMetrics
+from layoutsync.daemon.runtime import DaemonSettings
+from layoutsync.emulator import (
+    DEFAULT_APP_ID,
+    DEFAULT_CUSTOMER_KEY,
+    DEFAULT_CUSTOMER_SECRET,
+    EmulatorConfig,
+)
+from layoutsync.emulator import create_app as create_emulator
+from layoutsync.redis_store import LeaseLost, RedisKeys
+
+pytestmark = pytest.mark.anyio
+
+
+def write_specs(directory: Path, *names: str) -> Path:
+    directory.mkdir(exist_ok=True)
+    for name in names:
+        doc = {
+            "instanceId": f"{name}-1",
+            "input": {"channel": name, "token": "007eJxINPUTTOKEN"},
+            "output": {
+                "channel": f"{name}-live",
+                "uid": 9000,
+                "token": "007eJxOUTPUTTOKEN",
+                "video": {"width": 1280, "height": 720},
+            },
+            "placeholderImage": "https://example.com/placeholder.png",
+        }
+        (directory / f"{name}.json").write_text(json.dumps(doc), encoding="utf-8")
+    return directory
+
+
+@pytest.fixture
+async def replica(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[tuple[Any, Any]]:
+    emulator = create_emulator(EmulatorConfig(seed=3))
+    settings = DaemonSettings(
+        config=write_specs(tmp_path / "specs", "hall"),
+        debounce=0.01,
+        concurrency=2,
+        qps=1000.0,
+        burst=100,
+        watch=False,
+        backoff_base=5.0,
+        drain_timeout=2.0,
+        full_gc_interval=0,
+    )
+    daemon = build_cluster_daemon(
+        settings,
+        ClusterSettings(redis_server.url, "a", lease_ttl=0.6),
+        metrics=DaemonMetrics(process=False),
+        transport=httpx.ASGITransport(app=emulator),
+        base_url="http://emulator.test",
+        app_id=DEFAULT_APP_ID,
+        customer_key=DEFAULT_CUSTOMER_KEY,
+        customer_secret=DEFAULT_CUSTOMER_SECRET,
+        retry=RetryPolicy(delays=()),
+    )
+    daemon.load()
+    await daemon.start()
+    emu = httpx.AsyncClient(transport=httpx.ASGITransport(app=emulator), base_url="http://e")
+    try:
+        yield daemon, emu
+    finally:
+        await daemon.aclose()
+        await emu.aclose()
+
+
+async def requests(emu: httpx.AsyncClient) -> list[dict[str, Any]]:
+    return list((await emu.get("/_emulator/requests")).json()["requests"])
+
+
+async def eventually(check: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+class TestStaleOwner:
+    async def test_a_stale_owner_neither_writes_nor_sends(
+        self, replica: tuple[ClusterDaemon, httpx.AsyncClient]
+    ) -> None:
+        daemon, emu = replica
+        assert daemon.owned() == ("hall",)
+        daemon.host_joined("hall", 101)
+
+        async def created() -> bool:
+            return any(r["kind"] == "create" for r in await requests(emu))
+
+        await eventually(created)
+        row = daemon.redis_store.redis.get(daemon.redis_store.keys.state("hall"))
+        sent = len(await requests(emu))
+        # "paused": its lease loop stops, and its clock does not notice the pause either
+        daemon._cluster_tasks[0].cancel()
+        lease = daemon.leases.held["hall"]
+        daemon.leases.held["hall"] = dataclasses.replace(lease, valid_until=time.monotonic() + 60)
+        await asyncio.sleep(0.7)  # past the lease in Redis' clock
+        thief = LeaseTable(daemon.redis, daemon.redis_store.keys, "b", ttl=30)
+        assert (await thief.acquire(["hall"]))[0] == {"hall"}
+        daemon.host_joined("hall", 102)  # an event reaches the stale owner
+
+        async def failed() -> bool:
+            return "lease not held by this replica" in (daemon.get("hall").last_error or "")
+
+        await eventually(failed)
+        assert len(await requests(emu)) == sent  # nothing sent
+        assert daemon.redis_store.redis.get(daemon.redis_store.keys.state("hall")) == row
+        # the event itself was kept, for whoever owns the session
+        assert daemon.redis_store.desired("hall")[0] == (101, 102)  # type: ignore[index]
+        await thief.release(["hall"])
+
+    async def test_the_transport_refuses_a_send_without_a_confirmed_lease(
+        self, redis_server: RedisServer
+    ) -> None:
+        import redis.asyncio
+
+        client = redis.asyncio.Redis.from_url(redis_server.url)
+        sent: list[httpx.Request] = []
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            sent.append(request)
+            return httpx.Response(200)
+
+        leases = LeaseTable(client, RedisKeys(), "a", ttl=0.3)
+        transport = FencedTransport(httpx.MockTransport(handler), leases)
+        try:
+            await leases.acquire(["hall"])
+            token = leases.token("hall")
+            marker = _SENDER.set(("hall", token))
+            try:
+                await transport.handle_async_request(httpx.Request("GET", "http://x/"))
+                assert len(sent) == 1
+                await asyncio.sleep(0.35)
+                with pytest.raises(LeaseLost):
+                    await transport.handle_async_request(httpx.Request("GET", "http://x/"))
+                assert len(sent) == 1 and transport.refused == 1
+            finally:
+                _SENDER.reset(marker)
+            # a request of no session (none in the daemon) is not the transport's business
+            await transport.handle_async_request(httpx.Request("GET", "http://x/"))
+            assert len(sent) == 2
+        finally:
+            await client.aclose()
+
+
+class TestFlags:
+    def test_replica_flags_need_redis_and_a_reachable_one(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        monkeypatch.setenv("LAYOUTSYNC_API_TOKEN", "t")
+        monkeypatch.setenv("LAYOUTSYNC_NCS_SECRET", "s")
+        specs = str(write_specs(tmp_path / "specs", "hall"))
+        assert main(["daemon", "--config", specs, "--replica-id", "r1"]) == 2
+        assert "--replica-id needs --redis" in capsys.readouterr().err
+        dead = f"redis://127.0.0.1:{free_port()}/0"
+        assert main(["daemon", "--config", specs, "--redis", dead, "--lease-ttl", "0"]) == 2
+        assert "lease_ttl must be > 0" in capsys.readouterr().err
+        assert main(["daemon", "--config", specs, "--redis", dead]) == 1
+        err = capsys.readouterr().err
+        assert f"--redis {dead}: Redis: cannot reach Redis" in err and "Traceback" not in err
+        assert main(["daemon", "--config", specs, "--redis", "http://nope"]) == 2
+        assert "--redis" in capsys.readouterr().err
