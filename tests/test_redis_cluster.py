@@ -220,7 +220,7 @@ class TestSharedBucket:
 
         clients = [redis.asyncio.Redis.from_url(redis_server.url) for _ in range(3)]
         key = RedisKeys().bucket
-        buckets = [RedisTokenBucket(c, key, rate=20.0, burst=1) for c in clients]
+        buckets = [RedisTokenBucket(c, key, qps=20.0, burst=5, margin=0) for c in clients]
         stamps: list[float] = []
 
         async def taker(bucket: RedisTokenBucket) -> None:
@@ -235,14 +235,35 @@ class TestSharedBucket:
         finally:
             for c in clients:
                 await c.aclose()
+        assert buckets[0].burst == 1  # capped: burst + rate must fit in one second's qps
         # 30 takes at 20/s with a burst of 1: the 30th is earned after 29/20 s
         assert elapsed >= 29 / 20 - 0.05
         stamps.sort()
         for i in range(len(stamps) - 20):
             assert stamps[i + 20] - stamps[i] >= 1.0 - 0.05  # never 21 within one second
 
+    async def test_sends_in_any_sliding_second_stay_under_the_cap(self, aredis: Any) -> None:
+        bucket = RedisTokenBucket(aredis, "w:bucket", qps=10, margin=0)
+        stamps: list[float] = []
+
+        async def send() -> None:
+            await bucket.admit()  # a token already in hand: only the window decides
+            stamps.append(time.monotonic())
+
+        await asyncio.gather(*(send() for _ in range(25)))
+        stamps.sort()
+        assert stamps[-1] - stamps[0] >= 2.0 - 0.05  # 25 sends at 10 per second
+        assert all(stamps[i + 10] - stamps[i] >= 1.0 - 0.02 for i in range(len(stamps) - 10))
+
+    async def test_paces_below_the_quota_with_a_burst_that_fits_one_second(
+        self, aredis: Any
+    ) -> None:
+        bucket = RedisTokenBucket(aredis, "k", qps=10, burst=10)
+        assert (bucket.rate, bucket.burst) == (9.5, 1)
+        assert RedisTokenBucket(aredis, "k", qps=100, burst=10).burst == 5
+
     async def test_a_cancelled_wait_gives_the_token_back(self, aredis: Any) -> None:
-        bucket = RedisTokenBucket(aredis, "t:bucket", rate=1.0, burst=1)
+        bucket = RedisTokenBucket(aredis, "t:bucket", qps=1.0, margin=0)
         await bucket.acquire()
         waiter = asyncio.ensure_future(bucket.acquire())
         await asyncio.sleep(0.05)

@@ -45,9 +45,11 @@ import asyncio
 import contextlib
 import contextvars
 import hashlib
+import itertools
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -186,23 +188,53 @@ return string.format('%.6f', -tokens / rate)
 """
 
 
-class RedisTokenBucket:
-    """A token bucket shared by every replica (``rate`` requests/s, ``burst`` saved up).
+# KEYS[1] zset of the last second's sends. ARGV: cap, window ms, member. The wait in seconds
+# (0: admitted, recorded now).
+_ADMIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], window * 2)
+  return '0'
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return string.format('%.4f', (tonumber(oldest[2]) + window - now) / 1000 + 0.0005)
+"""
 
-    Same contract as ``TokenBucket.acquire``: each take reserves a token at
-    once, possibly driving the shared balance negative, and sleeps until it
-    is earned, so callers of all replicas are served in the order they asked.
+
+class RedisTokenBucket:
+    """A token bucket shared by every replica: at most ``qps`` requests in any second.
+
+    Same contract as the in-process bucket: each take reserves a token at
+    once (``reserve``), possibly driving the shared balance negative, and the
+    caller sleeps until it is earned, so callers of all replicas are served
+    in the order they asked. It paces at ``qps * (1 - margin)`` and caps the
+    burst so that ``burst + floor(rate) <= floor(qps)``: network jitter cannot
+    put more than ``qps`` requests into one second at the service.
     """
 
-    def __init__(self, client: Any, key: str, rate: float, burst: int = 1) -> None:
-        if rate <= 0:
-            raise ValueError(f"rate must be > 0 requests/s, got {rate}")
+    def __init__(
+        self, client: Any, key: str, qps: float, burst: int = 1, *, margin: float = 0.05
+    ) -> None:
+        if qps <= 0:
+            raise ValueError(f"qps must be > 0 requests/s, got {qps}")
         if burst < 1:
             raise ValueError(f"burst must be >= 1, got {burst}")
-        self.rate = float(rate)
-        self.burst = int(burst)
+        if not 0 <= margin < 1:
+            raise ValueError(f"margin must be in [0, 1), got {margin}")
+        self.qps = float(qps)
+        self.rate = self.qps * (1 - margin)
+        self.burst = max(1, min(int(burst), int(self.qps) - int(self.rate)))
         self.key = key
+        #: sends let through in any sliding second, checked right before each send
+        self.window_cap = max(1, int(self.rate))
         self._script = client.register_script(_TAKE)
+        self._admit = client.register_script(_ADMIT)
+        self._sent = itertools.count()
+        self._member = uuid.uuid4().hex
 
     async def reserve(self) -> float:
         """Take one token; the seconds to wait before using it."""
@@ -213,16 +245,58 @@ class RedisTokenBucket:
                 f"Redis: cannot take a token from the shared rate limit: {exc}"
             ) from None
 
+    async def cancel(self) -> None:
+        """Give back a reserved token that will not be used (best effort)."""
+        with contextlib.suppress(*_redis_errors()):
+            await self._script(keys=[self.key], args=[self.rate, self.burst, "1"])
+
     async def acquire(self) -> float:
-        delay = await self.reserve()
-        if delay > 0:
+        """Reserve, then wait for the token; returns the seconds waited.
+
+        Inside ``prepaid`` (a worker took the token before it compiled), the first
+        request uses that token and waits no more.
+        """
+        prepaid = _PREPAID.get()
+        if prepaid is not None and prepaid[0]:
+            prepaid[0] = False
+            delay = 0.0
+        else:
+            delay = await self.reserve()
+            if delay > 0:
+                try:
+                    await asyncio.sleep(delay)
+                except BaseException:
+                    await self.cancel()
+                    raise
+        return delay + await self.admit()
+
+    async def admit(self) -> float:
+        """Wait until fewer than ``window_cap`` sends of the fleet fall in the last second.
+
+        The bucket paces the fleet on average; this clips what a slow moment between a
+        token and its send (a busy CPU, a compile) would bunch up. Returns the seconds waited.
+        """
+        waited = 0.0
+        while True:
+            member = f"{self._member}:{next(self._sent)}"
             try:
-                await asyncio.sleep(delay)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await self._script(keys=[self.key], args=[self.rate, self.burst, "1"])
-                raise
-        return delay
+                wait = float(
+                    await self._admit(
+                        keys=[f"{self.key}:sent"], args=[self.window_cap, 1000, member]
+                    )
+                )
+            except _redis_errors() as exc:
+                raise StateError(f"Redis: cannot check the shared rate limit: {exc}") from None
+            if wait <= 0:
+                return waited
+            await asyncio.sleep(wait)
+            waited += wait
+
+
+#: A token a worker reserved and waited for before compiling: [True] until a request uses it.
+_PREPAID: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
+    "layoutsync_prepaid", default=None
+)
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
@@ -421,9 +495,11 @@ class ClusterDaemon(Daemon):
         store: RedisStore,
         redis: Any,
         leases: LeaseTable | None = None,
+        bucket: RedisTokenBucket | None = None,
         **options: Any,
     ) -> None:
         self.cluster = cluster
+        self.bucket = bucket
         self.redis = redis
         self.leases = leases or LeaseTable(redis, store.keys, cluster.replica_id, cluster.lease_ttl)
         self._tokens: dict[str, str | None] = {}  # the lease token each session object writes with
@@ -540,16 +616,44 @@ class ClusterDaemon(Daemon):
             return
         if not self.owns(name):
             return  # its owner reconciles it; a wake or a takeover queues it here again
+        prepaid = [False]
+        marker = _PREPAID.set(prepaid)
         try:
-            self._prepare(name)
+            if self.bucket is not None and name not in self._retiring:
+                prepaid[0] = await self._take_first(name)
+            self._prepare(name)  # after any wait for the token: the freshest desired inputs
         except StateError as exc:
+            _PREPAID.reset(marker)
+            if prepaid[0] and self.bucket is not None:
+                await self.bucket.cancel()
             managed = self._sessions.get(name)
             if managed is not None:
                 managed.last_error = str(exc)
-            self._log.warning("desired state not read", session=name, error=str(exc))
+            self._log.warning("reconcile not started", session=name, error=str(exc))
             self.queue.add_after(name, self.limiter.when(name))
             return
-        await super()._process(name)
+        try:
+            await super()._process(name)
+        finally:
+            _PREPAID.reset(marker)
+            if prepaid[0] and self.bucket is not None:
+                await self.bucket.cancel()  # nothing was sent: the token goes back
+
+    async def _take_first(self, name: str) -> bool:
+        """Token before compile: wait for this reconcile's first token *before* reading the
+        desired inputs, so every event that arrives meanwhile rides on this call. A session
+        with nothing to send gives the token back at once. True: a token is held."""
+        assert self.bucket is not None
+        delay = await self.bucket.reserve()
+        if delay > 0:
+            self._prepare(name)
+            managed = self._sessions[name]
+            plan = await managed.session.plan()
+            if not plan.changed and name not in self._refresh_due:  # nothing to send
+                await self.bucket.cancel()
+                return False
+            await asyncio.sleep(delay)
+        return True
 
     def _prepare(self, name: str) -> None:
         """Bind the session to the current lease epoch and read its desired inputs."""
@@ -726,6 +830,7 @@ def build_cluster_daemon(
         store=store,
         redis=aredis,
         leases=leases,
+        bucket=bucket,
         catalog=catalog,
         metrics=metrics,
     )

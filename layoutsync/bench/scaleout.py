@@ -1,0 +1,543 @@
+"""Several replicas over Redis (issue 15): throughput, the shared quota, takeover time.
+
+Everything is a real process on loopback: ``redis-server`` (from PATH; the
+bench reports itself skipped without one), ``layoutsync emulator`` and N
+``layoutsync daemon --redis`` replicas; the bench drives them over HTTP.
+
+throughput
+    The same trace against 1 and against 3 replicas, the rate limit lifted
+    (``--qps 100000``; the emulator has none), events sent round-robin to
+    every replica: every session gets one join (a change), and the round
+    ends when the emulator has counted one Update per session; ``rounds``
+    rounds. events/s = changes applied / seconds; the ratio 3 vs 1 is the
+    figure (goal >= 2.5x). On a machine with fewer cores than processes
+    (3 replicas + emulator + Redis + this driver) the replicas share the
+    cores, and the ratio says so: ``cores`` is in the details.
+quota
+    ``sessions`` sessions with a task each (made first with the limit
+    lifted), then 3 replicas restarted with ``--qps Q`` (one bucket in
+    Redis for all three) and the emulator with ``--qps Q`` too (a 429 would
+    show any excess). Events arrive at ``overload`` x Q per second for
+    ``seconds``, each a change of a random session. Measured from the
+    emulator's request log: the most requests in any 1-second window
+    (calendar seconds, goal <= Q), every session converged after the load,
+    Updates sent / sessions changed, and the p99 of event -> the first
+    Update of its session that reached the emulator after the event was
+    acknowledged, against the queueing bound (sessions changed / Q, what a
+    session waits behind every other changed one), goal <= 1.2x.
+takeover
+    SIGKILL one of three replicas, then change each of its sessions (at the
+    survivors): seconds until the last of those changes reaches the
+    emulator (goal <= lease TTL + one debounce window + one reconcile).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import json
+import math
+import os
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from . import BenchOptions, Figure
+
+__all__ = ["FULL", "QUICK", "Scale", "run"]
+
+API_TOKEN = "bench-scaleout-token"
+NCS_SECRET = "bench-scaleout-ncs"
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+DEBOUNCE = 0.2
+START_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Scale:
+    throughput_sessions: int
+    rounds: int
+    quota_sessions: int
+    qps: float
+    overload: float
+    seconds: float
+    lease_ttl: float
+
+
+FULL = Scale(
+    throughput_sessions=600,
+    rounds=3,
+    quota_sessions=1000,
+    qps=10,
+    overload=10,
+    seconds=60,
+    lease_ttl=10,
+)
+QUICK = Scale(
+    throughput_sessions=90,
+    rounds=2,
+    quota_sessions=60,
+    qps=10,
+    overload=10,
+    seconds=6,
+    lease_ttl=2,
+)
+
+
+def run(options: BenchOptions) -> list[Figure]:
+    scale = QUICK if options.quick else FULL
+    if shutil.which("redis-server") is None:
+        return [
+            Figure(
+                "scaleout",
+                "skipped",
+                0,
+                "",
+                details={"reason": "redis-server not on PATH (apt-get install -y redis-server)"},
+            )
+        ]
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory(prefix="layoutsync-scaleout-") as tmp:
+        root = Path(tmp)
+        figures += _throughput(root / "throughput", scale)
+        figures += _quota(root / "quota", scale)
+        figures += _takeover(root / "takeover", scale)
+    return figures
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class _Child:
+    process: subprocess.Popen[bytes]
+    log: Path
+    url: str = ""
+
+    def stop(self, sig: int = 15) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+def _spawn(args: list[str], log: Path, env: dict[str, str], pattern: str | None) -> _Child:
+    with log.open("ab") as handle:
+        process = subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    child = _Child(process, log)
+    if pattern is None:
+        return child
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        text = log.read_text(errors="replace")
+        found = re.findall(pattern, text)
+        if found:
+            child.url = found[-1]
+            return child
+        if process.poll() is not None or time.monotonic() > deadline:
+            child.stop(9)
+            raise RuntimeError(f"{args[:4]} did not start:\n{text[-2000:]}")
+        time.sleep(0.05)
+
+
+@dataclass
+class _Stack:
+    """redis-server, the emulator and the replicas of one phase."""
+
+    root: Path
+    sessions: int
+    emulator_qps: float | None = None
+    redis_port: int = field(default_factory=_free_port)
+    children: list[_Child] = field(default_factory=list)
+    replicas: dict[str, _Child] = field(default_factory=dict)
+    emulator: _Child | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def specs(self) -> Path:
+        return self.root / "specs"
+
+    def start(self) -> _Stack:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.specs.mkdir(exist_ok=True)
+        for i in range(self.sessions):
+            (self.specs / f"s{i}.json").write_text(json.dumps(_spec(i)))
+        redis = shutil.which("redis-server") or "redis-server"
+        args = [redis, "--port", str(self.redis_port), "--bind", "127.0.0.1"]
+        args += ["--dir", str(self.root), "--appendonly", "yes", "--save", ""]
+        self.children.append(_spawn(args, self.root / "redis.log", dict(os.environ), None))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LAYOUTSYNC_")}
+        emulator = [sys.executable, "-m", "layoutsync", "emulator", "--port", "0"]
+        emulator += ["--customer-key", "bench-key", "--customer-secret", "bench-secret"]
+        if self.emulator_qps:
+            emulator += ["--qps", str(self.emulator_qps)]
+        self.emulator = _spawn(
+            emulator, self.root / "emulator.log", env, r"listening on (http://127\.0\.0\.1:\d+)"
+        )
+        self.children.append(self.emulator)
+        from ..emulator import DEFAULT_APP_ID
+
+        env.update(
+            LAYOUTSYNC_BASE_URL=self.emulator.url,
+            LAYOUTSYNC_APP_ID=DEFAULT_APP_ID,
+            LAYOUTSYNC_CUSTOMER_KEY="bench-key",
+            LAYOUTSYNC_CUSTOMER_SECRET="bench-secret",
+            LAYOUTSYNC_API_TOKEN=API_TOKEN,
+            LAYOUTSYNC_NCS_SECRET=NCS_SECRET,
+        )
+        self.env = env
+        return self
+
+    def start_replicas(self, count: int, *, qps: float, lease_ttl: float) -> None:
+        for replica in list(self.replicas.values()):
+            replica.stop()
+        self.replicas.clear()
+        for i in range(count):
+            rid = f"r{i + 1}"
+            args = [sys.executable, "-m", "layoutsync", "daemon", "--config", str(self.specs)]
+            port = _free_port()
+            args += ["--listen", f"127.0.0.1:{port}", "--redis", self.redis_url]
+            args += ["--replica-id", rid]
+            args += ["--lease-ttl", str(lease_ttl), "--debounce", str(DEBOUNCE)]
+            args += ["--qps", str(qps), "--burst", str(max(1, int(qps))), "--no-watch"]
+            args += ["--log-level", "warning", "--resync", "3600"]
+            with (self.root / f"{rid}.log").open("ab") as handle:
+                process = subprocess.Popen(
+                    args, stdout=handle, stderr=subprocess.STDOUT, env=self.env
+                )
+            child = _Child(process, self.root / f"{rid}.log", f"http://127.0.0.1:{port}")
+            self.replicas[rid] = child
+            self.children.append(child)
+        _wait(lambda: self.owned() == self.sessions, START_TIMEOUT, "replicas to own all sessions")
+
+    def owned(self) -> int:
+        total = 0
+        for child in self.replicas.values():
+            try:
+                response = httpx.get(f"{child.url}/readyz", timeout=5)
+            except httpx.HTTPError:
+                return -1
+            if response.status_code != 200:
+                return -1
+            total += int(response.json()["checks"]["owned"])
+        return total
+
+    def emu(self, path: str) -> Any:
+        assert self.emulator is not None
+        response = httpx.get(f"{self.emulator.url}{path}", timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def calls(self, kind: str) -> int:
+        return sum(int(v) for v in self.emu("/_emulator/stats")["calls"].get(kind, {}).values())
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.stop()
+
+
+@contextlib.contextmanager
+def _stack(root: Path, sessions: int, emulator_qps: float | None = None) -> Iterator[_Stack]:
+    stack = _Stack(root, sessions, emulator_qps)
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()
+
+
+def _wait(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def _spec(i: int) -> dict[str, Any]:
+    return {
+        "instanceId": f"s{i}-1",
+        "input": {"channel": f"ch{i}", "token": "007eJxBENCHINPUT"},
+        "output": {
+            "channel": f"ch{i}-live",
+            "uid": 9000,
+            "token": "007eJxBENCHOUTPUT",
+            "video": {"width": 1280, "height": 720},
+        },
+        "placeholderImage": "https://example.com/placeholder.png",
+    }
+
+
+async def _send(urls: list[str], events: list[tuple[str, int]], concurrency: int = 32) -> None:
+    """PUT each (session, uid) join, round-robin over ``urls``; all must be acknowledged."""
+    semaphore = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(headers=AUTH, timeout=30) as client:
+
+        async def one(index: int, name: str, uid: int) -> None:
+            async with semaphore:
+                url = urls[index % len(urls)]
+                response = await client.put(f"{url}/v1/sessions/{name}/hosts/{uid}")
+                if response.status_code != 202:
+                    raise RuntimeError(f"event not acknowledged: {response.text}")
+
+        await asyncio.gather(*(one(i, n, u) for i, (n, u) in enumerate(events)))
+
+
+# --- throughput ---------------------------------------------------------------------------------
+
+
+def _throughput(root: Path, scale: Scale) -> list[Figure]:
+    rates: dict[int, float] = {}
+    for count in (1, 3):
+        with _stack(root / f"x{count}", scale.throughput_sessions) as stack:
+            stack.start_replicas(count, qps=100_000, lease_ttl=10)
+            urls = [c.url for c in stack.replicas.values()]
+            names = [f"s{i}" for i in range(scale.throughput_sessions)]
+            asyncio.run(_send(urls, [(n, 100) for n in names]))  # every task made, not timed
+            total = len(names)
+            _wait(lambda t=total: stack.calls("create") >= t, 300, "the first creates")
+            started = time.perf_counter()
+            for r in range(scale.rounds):
+                asyncio.run(_send(urls, [(n, 101 + r) for n in names]))
+                want = len(names) * (r + 1)
+                _wait(lambda want=want: stack.calls("update") >= want, 300, "a round of updates")
+            elapsed = time.perf_counter() - started
+            rates[count] = len(names) * scale.rounds / elapsed
+    ratio = rates[3] / rates[1]
+    return [
+        Figure("scaleout", "throughput_1_replica", rates[1], "events/s"),
+        Figure("scaleout", "throughput_3_replicas", rates[3], "events/s"),
+        Figure(
+            "scaleout",
+            "throughput_ratio",
+            ratio,
+            "x",
+            goal=">= 2.5",
+            ok=ratio >= 2.5,
+            details={"cores": os.cpu_count() or 0, "sessions": scale.throughput_sessions},
+        ),
+    ]
+
+
+# --- quota --------------------------------------------------------------------------------------
+
+
+def _quota(root: Path, scale: Scale) -> list[Figure]:
+    names = [f"s{i}" for i in range(scale.quota_sessions)]
+    with _stack(root, scale.quota_sessions, emulator_qps=None) as stack:
+        stack.start_replicas(3, qps=100_000, lease_ttl=scale.lease_ttl)
+        urls = [c.url for c in stack.replicas.values()]
+        asyncio.run(_send(urls, [(n, 100) for n in names]))
+        _wait(lambda: stack.calls("create") >= len(names), 600, "the tasks to exist")
+        time.sleep(DEBOUNCE * 3)
+        stack.start_replicas(3, qps=scale.qps, lease_ttl=scale.lease_ttl)
+        assert stack.emulator is not None
+        httpx.delete(f"{stack.emulator.url}/_emulator/requests", timeout=10)
+        rate = scale.qps * scale.overload
+        events, changed = asyncio.run(_overload(urls_of(stack), names, rate, scale.seconds))
+        load_ended = time.time()
+        bound = len(changed) / scale.qps
+        _wait(
+            lambda: _converged(stack, changed),
+            bound * 3 + 60,
+            "every changed session to converge",
+        )
+        converged_at = time.time()
+        log = stack.emu("/_emulator/requests")["requests"]
+        tasks = stack.emu("/_emulator/tasks")["tasks"]
+    sent = [r for r in log if r["kind"] in ("update", "create", "acquire", "query", "delete")]
+    per_second = Counter(math.floor(r["time"]) for r in sent)
+    peak = max(per_second.values()) if per_second else 0
+    too_many = sum(1 for r in sent if r["status"] == 429)
+    updates = [r for r in sent if r["kind"] == "update"]
+    latencies, absorbed = _latencies(events, updates, tasks)
+    p99 = _percentile(latencies, 0.99)
+    return [
+        Figure(
+            "scaleout",
+            "quota_peak_requests_per_s",
+            peak,
+            "req/s",
+            goal=f"<= {scale.qps:g}",
+            ok=peak <= scale.qps and too_many == 0,
+            details={"replicas": 3, "requests": len(sent), "status_429": too_many},
+        ),
+        Figure(
+            "scaleout",
+            "quota_updates_per_changed_session",
+            len(updates) / max(1, len(changed)),
+            "updates",
+            details={"events": len(events), "sessions_changed": len(changed)},
+        ),
+        Figure(
+            "scaleout",
+            "quota_p99_event_to_call",
+            p99,
+            "s",
+            goal=f"<= 1.2 x queueing bound ({bound:.1f} s)",
+            ok=p99 <= 1.2 * bound,
+            details={
+                "queueing_bound_s": round(bound, 2),
+                "ratio_to_bound": round(p99 / bound, 3) if bound else 0,
+                "converged_after_load_s": round(converged_at - load_ended, 1),
+                "events_absorbed": absorbed,
+            },
+        ),
+    ]
+
+
+def urls_of(stack: _Stack) -> list[str]:
+    return [c.url for c in stack.replicas.values()]
+
+
+async def _overload(
+    urls: list[str], names: list[str], rate: float, seconds: float
+) -> tuple[list[tuple[float, str]], set[str]]:
+    """Changes at ``rate``/s for ``seconds``; returns (acknowledged at, session) and the set."""
+    rng = random.Random(15)
+    hosts: dict[str, list[int]] = {n: [100] for n in names}
+    events: list[tuple[float, str]] = []
+    next_uid = 1000
+    async with httpx.AsyncClient(headers=AUTH, timeout=30) as client:
+        pending: set[asyncio.Task[None]] = set()
+
+        async def one(url: str, name: str, method: str, uid: int) -> None:
+            response = await client.request(method, f"{url}/v1/sessions/{name}/hosts/{uid}")
+            if response.status_code != 202:
+                raise RuntimeError(f"event not acknowledged: {response.text}")
+            events.append((time.time(), name))
+
+        started = time.monotonic()
+        n = 0
+        while (elapsed := time.monotonic() - started) < seconds:
+            due = int(elapsed * rate)
+            while n < due:
+                name = rng.choice(names)
+                current = hosts[name]
+                if len(current) > 3:
+                    uid, method = current.pop(1), "DELETE"
+                else:
+                    next_uid += 1
+                    uid, method = next_uid, "PUT"
+                    current.append(uid)
+                task = asyncio.create_task(one(urls[n % len(urls)], name, method, uid))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                n += 1
+            await asyncio.sleep(0.005)
+        if pending:
+            await asyncio.gather(*pending)
+    return events, {name for _, name in events}
+
+
+def _converged(stack: _Stack, changed: set[str]) -> bool:
+    """Every replica idle on its sessions: no owned session queued, running or pending."""
+    for child in stack.replicas.values():
+        response = httpx.get(f"{child.url}/v1/sessions", headers=AUTH, timeout=30)
+        for item in response.json()["sessions"]:
+            pending = item["pending"]
+            if pending.get("ownedHere") and (
+                pending["changes"] or pending["queued"] or pending["running"]
+            ):
+                return False
+    return True
+
+
+def _latencies(
+    events: list[tuple[float, str]], updates: list[dict[str, Any]], tasks: list[dict[str, Any]]
+) -> tuple[list[float], int]:
+    """Event -> the first Update of its session's task that reached the emulator after the
+    event was acknowledged; (latencies, events that needed no call of their own).
+
+    An Update already in flight when the event came counts as carrying it: an error of
+    one reconcile (milliseconds) against waits of seconds.
+    """
+    session_of = {t["taskId"]: t["instanceId"].rsplit("-", 1)[0] for t in tasks}
+    by_session: dict[str, list[float]] = {}
+    for update in updates:
+        name = session_of.get(update["path"].rsplit("/", 1)[-1])
+        if name is not None:
+            by_session.setdefault(name, []).append(float(update["time"]))
+    latencies: list[float] = []
+    absorbed = 0
+    for at, name in events:
+        times = sorted(by_session.get(name, ()))
+        index = bisect.bisect_left(times, at)
+        if index == len(times):
+            absorbed += 1  # undone by a later event before any call (a join then its leave)
+        else:
+            latencies.append(times[index] - at)
+    return latencies, absorbed
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# --- takeover -----------------------------------------------------------------------------------
+
+
+def _takeover(root: Path, scale: Scale) -> list[Figure]:
+    from ..daemon.cluster import rendezvous_owner
+
+    sessions = 30
+    names = [f"s{i}" for i in range(sessions)]
+    with _stack(root, sessions) as stack:
+        stack.start_replicas(3, qps=100_000, lease_ttl=scale.lease_ttl)
+        urls = urls_of(stack)
+        asyncio.run(_send(urls, [(n, 100) for n in names]))
+        _wait(lambda: stack.calls("create") >= sessions, 120, "the tasks to exist")
+        time.sleep(DEBOUNCE * 3)
+        victim = "r2"
+        orphaned = [n for n in names if rendezvous_owner(n, stack.replicas) == victim]
+        survivors = [c.url for r, c in stack.replicas.items() if r != victim]
+        before = stack.calls("update")
+        stack.replicas[victim].stop(9)
+        killed = time.monotonic()
+        asyncio.run(_send(survivors, [(n, 101) for n in orphaned]))
+        _wait(
+            lambda: stack.calls("update") >= before + len(orphaned),
+            scale.lease_ttl * 3 + 30,
+            "the takeover",
+        )
+        took = time.monotonic() - killed
+    goal = scale.lease_ttl + DEBOUNCE
+    return [
+        Figure(
+            "scaleout",
+            "takeover_after_sigkill",
+            took,
+            "s",
+            goal=f"<= lease TTL + debounce ({goal:g} s)",
+            ok=took <= goal + 0.5,
+            details={"lease_ttl": scale.lease_ttl, "sessions_moved": len(orphaned)},
+        )
+    ]
