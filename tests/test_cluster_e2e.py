@@ -7,7 +7,6 @@ lease TTL is short (``LEASE_TTL``) so takeovers happen within seconds.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
 from collections import Counter
@@ -20,10 +19,10 @@ from typing import Any
 import httpx
 import pytest
 from _redis import RedisServer
-from test_daemon_e2e import API_TOKEN, AUTH, NCS_SECRET, Child, spawn, spec_doc, wait_until
+from test_daemon_e2e import AUTH, NCS_SECRET, Child, World, spawn, spec_doc, wait_until
+from test_daemon_e2e import world as world
 
 from layoutsync.daemon.cluster import rendezvous_owner
-from layoutsync.emulator import DEFAULT_APP_ID, DEFAULT_CUSTOMER_KEY, DEFAULT_CUSTOMER_SECRET
 
 pytestmark = pytest.mark.e2e
 
@@ -70,6 +69,13 @@ class Fleet:
         )
         self.replicas[replica_id] = child
         return child
+
+    def join_everywhere(self, uid: int) -> None:
+        """``uid`` joins every session, each sent to its owner; wait until all show it."""
+        for name, owner in owners().items():
+            with self.api(owner) as api:
+                assert api.put(f"/v1/sessions/{name}/hosts/{uid}").status_code == 202
+        self.wait_uids(SESSIONS, [uid])
 
     def ready(self, replica_id: str) -> dict[str, Any] | None:
         try:
@@ -127,39 +133,13 @@ def owners(replicas: tuple[str, ...] = REPLICAS) -> dict[str, str]:
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, redis_server: RedisServer) -> Iterator[Fleet]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("LAYOUTSYNC_") and key != "PYTHONWARNINGS"
-    }
-    emulator = spawn(
-        [
-            "emulator",
-            "--port",
-            "0",
-            "--customer-key",
-            DEFAULT_CUSTOMER_KEY,
-            "--customer-secret",
-            DEFAULT_CUSTOMER_SECRET,
-        ],
-        tmp_path / "emulator.log",
-        env,
-        r"listening on (http://127\.0\.0\.1:\d+)",
-    )
-    env.update(
-        LAYOUTSYNC_BASE_URL=emulator.url,
-        LAYOUTSYNC_APP_ID=DEFAULT_APP_ID,
-        LAYOUTSYNC_CUSTOMER_KEY=DEFAULT_CUSTOMER_KEY,
-        LAYOUTSYNC_CUSTOMER_SECRET=DEFAULT_CUSTOMER_SECRET,
-        LAYOUTSYNC_API_TOKEN=API_TOKEN,
-        LAYOUTSYNC_NCS_SECRET=NCS_SECRET,
-    )
-    specs = tmp_path / "specs"
-    specs.mkdir()
+def fleet(world: World, redis_server: RedisServer) -> Iterator[Fleet]:
+    """The emulator of ``test_daemon_e2e``'s world, its sessions replaced by ``SESSIONS``."""
+    for old in world.specs.glob("*.json"):
+        old.unlink()
     for name in SESSIONS:
-        (specs / f"{name}.json").write_text(json.dumps(spec_doc(f"{name}-1", name)))
-    fleet = Fleet(tmp_path, redis_server, emulator, env, specs, {})
+        (world.specs / f"{name}.json").write_text(json.dumps(spec_doc(f"{name}-1", name)))
+    fleet = Fleet(world.tmp, redis_server, world.emulator, world.env, world.specs, {})
     try:
         with ThreadPoolExecutor(len(REPLICAS)) as pool:
             list(pool.map(fleet.start, REPLICAS))
@@ -177,7 +157,6 @@ def fleet(tmp_path: Path, redis_server: RedisServer) -> Iterator[Fleet]:
             if child.process.poll() is None:
                 child.process.send_signal(signal.SIGCONT)
             child.kill()
-        emulator.kill()
 
 
 def other_than(replica_id: str) -> str:
@@ -236,10 +215,7 @@ def _webhook(child: Child, channel: str, event: int, uid: int, seq: int) -> http
 
 
 def test_sigkill_one_replica_the_others_take_over_within_the_lease(fleet: Fleet) -> None:
-    for name, owner in owners().items():
-        with fleet.api(owner) as api:
-            assert api.put(f"/v1/sessions/{name}/hosts/201").status_code == 202
-    fleet.wait_uids(SESSIONS, [201])
+    fleet.join_everywhere(201)
     victim = "r2"
     orphaned = [n for n, o in owners().items() if o == victim]
     assert orphaned
@@ -264,10 +240,7 @@ def test_sigkill_one_replica_the_others_take_over_within_the_lease(fleet: Fleet)
 def test_a_replica_paused_past_its_lease_sends_and_writes_nothing(fleet: Fleet) -> None:
     import redis
 
-    for name, owner in owners().items():
-        with fleet.api(owner) as api:
-            assert api.put(f"/v1/sessions/{name}/hosts/301").status_code == 202
-    fleet.wait_uids(SESSIONS, [301])
+    fleet.join_everywhere(301)
     paused = "r1"
     mine = [n for n, o in owners().items() if o == paused]
     fleet.replicas[paused].process.send_signal(signal.SIGSTOP)

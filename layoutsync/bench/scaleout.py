@@ -537,7 +537,7 @@ def _takeover(root: Path, scale: Scale) -> list[Figure]:
             took,
             "s",
             goal=f"<= lease TTL + debounce ({goal:g} s)",
-            ok=took <= goal + 0.5,
+            ok=took <= goal,
             details={"lease_ttl": scale.lease_ttl, "sessions_moved": len(orphaned)},
         )
     ]

@@ -229,8 +229,11 @@ class RedisTokenBucket:
         self.rate = self.qps * (1 - margin)
         self.burst = max(1, min(int(burst), int(self.qps) - int(self.rate)))
         self.key = key
-        #: sends let through in any sliding second, checked right before each send
-        self.window_cap = max(1, int(self.rate))
+        #: at most ``window_cap`` sends in any ``window`` seconds, checked right before each
+        #: send: floor(qps) per second and a little (``margin``) to spare, so a send that takes
+        #: up to margin seconds to arrive cannot make a second at the service hold more
+        self.window_cap = max(1, int(self.qps))
+        self.window = 1.0 + margin
         self._script = client.register_script(_TAKE)
         self._admit = client.register_script(_ADMIT)
         self._sent = itertools.count()
@@ -271,7 +274,7 @@ class RedisTokenBucket:
         return delay + await self.admit()
 
     async def admit(self) -> float:
-        """Wait until fewer than ``window_cap`` sends of the fleet fall in the last second.
+        """Wait until fewer than ``window_cap`` sends of the fleet fall in the last window.
 
         The bucket paces the fleet on average; this clips what a slow moment between a
         token and its send (a busy CPU, a compile) would bunch up. Returns the seconds waited.
@@ -282,7 +285,8 @@ class RedisTokenBucket:
             try:
                 wait = float(
                     await self._admit(
-                        keys=[f"{self.key}:sent"], args=[self.window_cap, 1000, member]
+                        keys=[f"{self.key}:sent"],
+                        args=[self.window_cap, int(self.window * 1000), member],
                     )
                 )
             except _redis_errors() as exc:
@@ -753,7 +757,7 @@ class ClusterDaemon(Daemon):
             self._moving -= set(ready)
         for name in sorted(gained):
             self.limiter.forget(name)
-            self.queue.add(name)
+            self.queue.add_after(name, 0.0)  # a takeover is not a burst of events
         if gained or lost or ready:
             self._log.info(
                 "ownership changed",
