@@ -68,6 +68,8 @@ def _no_rtc_token_in_any_state_file(tmp_path_factory: pytest.TempPathFactory) ->
         data = path.read_bytes()
         leaks += [f"{path}: {token}" for token in TEST_RTC_TOKENS if token.encode() in data]
     assert not leaks, "rtcTokens at rest:\n" + "\n".join(leaks)
+
+
 @pytest.fixture
 def redis_server(tmp_path_factory: pytest.TempPathFactory):
     """A real redis-server on a free loopback port (skipped, saying what to install, without)."""

@@ -24,6 +24,7 @@ from layoutsync.daemon.cluster import (
     FencedTransport,
     LeaseTable,
     build_cluster_daemon,
+    rendezvous_owner,
 )
 from layoutsync.daemon.metrics import DaemonMetrics
 from layoutsync.daemon.runtime import DaemonSettings
@@ -57,11 +58,11 @@ def write_specs(directory: Path, *names: str) -> Path:
     return directory
 
 
-@pytest.fixture
-async def replica(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[tuple[Any, Any]]:
-    emulator = create_emulator(EmulatorConfig(seed=3))
+def make_replica(
+    config: Path, redis_url: str, replica_id: str, emulator: Any, *, lease_ttl: float = 0.6
+) -> ClusterDaemon:
     settings = DaemonSettings(
-        config=write_specs(tmp_path / "specs", "hall"),
+        config=config,
         debounce=0.01,
         concurrency=2,
         qps=1000.0,
@@ -73,7 +74,7 @@ async def replica(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[tu
     )
     daemon = build_cluster_daemon(
         settings,
-        ClusterSettings(redis_server.url, "a", lease_ttl=0.6),
+        ClusterSettings(redis_url, replica_id, lease_ttl=lease_ttl),
         metrics=DaemonMetrics(process=False),
         transport=httpx.ASGITransport(app=emulator),
         base_url="http://emulator.test",
@@ -83,6 +84,13 @@ async def replica(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[tu
         retry=RetryPolicy(delays=()),
     )
     daemon.load()
+    return daemon
+
+
+@pytest.fixture
+async def replica(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[tuple[Any, Any]]:
+    emulator = create_emulator(EmulatorConfig(seed=3))
+    daemon = make_replica(write_specs(tmp_path / "specs", "hall"), redis_server.url, "a", emulator)
     await daemon.start()
     emu = httpx.AsyncClient(transport=httpx.ASGITransport(app=emulator), base_url="http://e")
     try:
@@ -168,6 +176,57 @@ class TestStaleOwner:
             assert len(sent) == 2
         finally:
             await client.aclose()
+
+
+class TestTwoReplicas:
+    async def test_events_at_the_other_replica_are_applied_once_by_the_owner(
+        self, tmp_path: Path, redis_server: RedisServer
+    ) -> None:
+        emulator = create_emulator(EmulatorConfig(seed=5))
+        specs = write_specs(tmp_path / "specs", "hall")
+        ids = ("a", "b")
+        owner_id = rendezvous_owner("hall", ids)
+        other_id = next(i for i in ids if i != owner_id)
+        owner = make_replica(specs, redis_server.url, str(owner_id), emulator, lease_ttl=5)
+        other = make_replica(specs, redis_server.url, other_id, emulator, lease_ttl=5)
+        emu = httpx.AsyncClient(transport=httpx.ASGITransport(app=emulator), base_url="http://e")
+        try:
+            await owner.start()
+            await other.start()
+            await eventually(lambda: _async(owner.owned() == ("hall",) and not other.owned()))
+            other.host_joined("hall", 101)
+            other.set_hosts("hall", [101, 102])
+            other.set_speaker("hall", 102)
+
+            async def created() -> bool:
+                kinds = [r["kind"] for r in await requests(emu)]
+                return kinds.count("create") == 1 and owner.get("hall").session.hosts == (101, 102)
+
+            await eventually(created)
+            assert other.pending("hall")["owner"] == owner_id
+            assert other.pending("hall")["ownedHere"] is False
+            await other.reconcile_now("hall")  # at a non-owner: wakes the owner, sends nothing
+            await asyncio.sleep(0.2)
+            kinds = [r["kind"] for r in await requests(emu)]
+            assert kinds.count("create") == 1 and "update" not in kinds
+            assert owner.get("hall").session.speaker == 102
+            # the owner stops cleanly: the other replica takes over at once
+            await owner.aclose()
+            await eventually(lambda: _async(other.owned() == ("hall",)))
+            other.host_left("hall", 101)
+
+            async def updated() -> bool:
+                return [r["kind"] for r in await requests(emu)].count("update") == 1
+
+            await eventually(updated)
+        finally:
+            await owner.aclose()
+            await other.aclose()
+            await emu.aclose()
+
+
+async def _async(value: bool) -> bool:
+    return value
 
 
 class TestFlags:

@@ -81,6 +81,10 @@ _LEASE_SAFETY = 0.85
 
 _CHUNK = 500  # names per lease script call (Redis runs one script at a time)
 
+#: Published on the wake channel when a replica starts or stops (no session has this name:
+#: spec file names never hold a NUL).
+_NUDGE = "\x00replicas"
+
 
 def default_replica_id() -> str:
     """``--replica-id``'s default: host name and pid (unique among live processes)."""
@@ -512,6 +516,7 @@ class ClusterDaemon(Daemon):
         self._cluster_tasks: list[asyncio.Task[None]] = []
         self._moving: set[str] = set()  # owned elsewhere now; released once not processing
         self._stopped_cluster = asyncio.Event()
+        self._nudged = asyncio.Event()  # another replica joined or left: look again now
         super().__init__(
             settings, client=client, store=store, session_factory=self._build, **options
         )
@@ -612,7 +617,6 @@ class ClusterDaemon(Daemon):
             with contextlib.suppress(Exception):
                 await self.redis.publish(self.redis_store.keys.wake, name)
             return self.get(name).last_result
-        self._prepare(name)
         return await super().reconcile_now(name)
 
     async def _process(self, name: str) -> None:
@@ -623,25 +627,29 @@ class ClusterDaemon(Daemon):
         prepaid = [False]
         marker = _PREPAID.set(prepaid)
         try:
-            if self.bucket is not None and name not in self._retiring:
+            if name in self._retiring:
+                self._prepare(name)  # a destroy, bound to this lease epoch
+            elif self.bucket is not None:
                 prepaid[0] = await self._take_first(name)
-            self._prepare(name)  # after any wait for the token: the freshest desired inputs
-        except StateError as exc:
-            _PREPAID.reset(marker)
-            if prepaid[0] and self.bucket is not None:
-                await self.bucket.cancel()
-            managed = self._sessions.get(name)
-            if managed is not None:
-                managed.last_error = str(exc)
+            await super()._process(name)
+        except StateError as exc:  # no token: Redis is away; the session waits its backoff
             self._log.warning("reconcile not started", session=name, error=str(exc))
             self.queue.add_after(name, self.limiter.when(name))
-            return
-        try:
-            await super()._process(name)
         finally:
             _PREPAID.reset(marker)
             if prepaid[0] and self.bucket is not None:
                 await self.bucket.cancel()  # nothing was sent: the token goes back
+
+    async def _reconcile(self, managed: Any, *, refresh: bool) -> BaseException | None:
+        """Bind the session to this lease epoch and read its desired inputs from Redis,
+        after any wait for a token, then reconcile."""
+        try:
+            self._prepare(managed.name)
+        except StateError as exc:
+            managed.last_error = str(exc)
+            self._log.warning("desired inputs not read", session=managed.name, error=str(exc))
+            return exc
+        return await super()._reconcile(managed, refresh=refresh)
 
     async def _take_first(self, name: str) -> bool:
         """Token before compile: wait for this reconcile's first token *before* reading the
@@ -684,6 +692,11 @@ class ClusterDaemon(Daemon):
             asyncio.create_task(self._lease_loop(), name="layoutsync-leases"),
             asyncio.create_task(self._wake_loop(), name="layoutsync-wake"),
         ]
+        await self._nudge_others()  # they let go of what is this replica's now
+
+    async def _nudge_others(self) -> None:
+        with contextlib.suppress(*_redis_errors()):
+            await self.redis.publish(self.redis_store.keys.wake, _NUDGE)
 
     async def stop(self) -> None:
         if self.stopping:
@@ -698,6 +711,7 @@ class ClusterDaemon(Daemon):
         with contextlib.suppress(*_redis_errors()):
             released = await self.leases.release(list(self.leases.held))
             await self.leases.heartbeat(leave=True)
+            await self._nudge_others()  # they take over now, not at their next round
             self._log.info("leases released", sessions=released)
 
     async def aclose(self) -> None:
@@ -736,8 +750,18 @@ class ClusterDaemon(Daemon):
                     "lease round failed; sending stops as leases lapse", error=str(exc)
                 )
                 wait = min(ttl / 3, 0.5)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped_cluster.wait(), wait)
+            await self._sleep_until_nudged(wait)
+
+    async def _sleep_until_nudged(self, seconds: float) -> None:
+        """Wait ``seconds``, less when another replica joins or leaves (or this one stops)."""
+        stop = asyncio.ensure_future(self._stopped_cluster.wait())
+        nudge = asyncio.ensure_future(self._nudged.wait())
+        try:
+            await asyncio.wait({stop, nudge}, timeout=seconds, return_when="FIRST_COMPLETED")
+        finally:
+            stop.cancel()
+            nudge.cancel()
+        self._nudged.clear()
 
     async def _round(self) -> float:
         """Heartbeat, take or renew this replica's share, let go of what moved; the next wait."""
@@ -788,7 +812,9 @@ class ClusterDaemon(Daemon):
                     if message.get("type") != "message":
                         continue
                     name = _text(message["data"])
-                    if self.owns(name):
+                    if name == _NUDGE:
+                        self._nudged.set()
+                    elif self.owns(name):
                         self.queue.add(name)
             except _redis_errors() as exc:
                 self._log.warning("wake channel lost; resubscribing", error=str(exc))
