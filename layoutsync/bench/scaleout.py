@@ -359,6 +359,7 @@ def _quota(root: Path, scale: Scale) -> list[Figure]:
         assert stack.emulator is not None
         httpx.delete(f"{stack.emulator.url}/_emulator/requests", timeout=10)
         rate = scale.qps * scale.overload
+        load_started = time.time()
         events, changed = asyncio.run(_overload(urls_of(stack), names, rate, scale.seconds))
         load_ended = time.time()
         bound = len(changed) / scale.qps
@@ -403,6 +404,9 @@ def _quota(root: Path, scale: Scale) -> list[Figure]:
             ok=p99 <= 1.2 * bound,
             details={
                 "queueing_bound_s": round(bound, 2),
+                "p50_s": round(_percentile(latencies, 0.5), 2),
+                "p90_s": round(_percentile(latencies, 0.9), 2),
+                "load_seconds": round(load_ended - load_started, 1),
                 "ratio_to_bound": round(p99 / bound, 3) if bound else 0,
                 "converged_after_load_s": round(converged_at - load_ended, 1),
                 "events_absorbed": absorbed,

@@ -234,10 +234,11 @@ class RedisTokenBucket:
         self.burst = max(1, min(int(burst), int(self.qps) - int(self.rate)))
         self.key = key
         #: at most ``window_cap`` sends in any ``window`` seconds, checked right before each
-        #: send: floor(qps) per second and a little (``margin``) to spare, so a send that takes
-        #: up to margin seconds to arrive cannot make a second at the service hold more
+        #: send: floor(qps) per second with ``margin / 2`` seconds to spare, so a send that
+        #: takes that long to arrive cannot make a second at the service hold more; the
+        #: pacing above stays below this cap, so it only clips bunches
         self.window_cap = max(1, int(self.qps))
-        self.window = 1.0 + margin
+        self.window = 1.0 + margin / 2
         self._script = client.register_script(_TAKE)
         self._admit = client.register_script(_ADMIT)
         self._sent = itertools.count()
@@ -654,16 +655,15 @@ class ClusterDaemon(Daemon):
     async def _take_first(self, name: str) -> bool:
         """Token before compile: wait for this reconcile's first token *before* reading the
         desired inputs, so every event that arrives meanwhile rides on this call. A session
-        with nothing to send gives the token back at once. True: a token is held."""
+        with nothing to send (its plan, made first, is a noop) takes no token: a token given
+        back would let a later reservation jump the queue. True: a token is held."""
         assert self.bucket is not None
+        self._prepare(name)
+        plan = await self._sessions[name].session.plan()
+        if not plan.changed and name not in self._refresh_due:
+            return False
         delay = await self.bucket.reserve()
         if delay > 0:
-            self._prepare(name)
-            managed = self._sessions[name]
-            plan = await managed.session.plan()
-            if not plan.changed and name not in self._refresh_due:  # nothing to send
-                await self.bucket.cancel()
-                return False
             await asyncio.sleep(delay)
         return True
 
