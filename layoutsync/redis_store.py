@@ -27,14 +27,14 @@ cut, ``everysec`` for a process crash). Errors reaching Redis become
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from .canonical import canonical_bytes
 from .errors import StateError
-from .store import Inputs, Intent, SessionState
+from .store import ClientSeqRow, Inputs, Intent, SessionState
 
 __all__ = ["DEFAULT_NAMESPACE", "LeaseLost", "RedisKeys", "RedisStore"]
 
@@ -202,11 +202,13 @@ _NOTIFICATION = (
     + """
 local seq = tonumber(ARGV[1])
 local last = redis.call('GET', KEYS[1])
-if last and tonumber(last) >= seq then return 0 end
+if last and tonumber(string.match(last, '^-?%d+')) >= seq then return 0 end
 if ARGV[2] == '1' then
   redis.call('SET', KEYS[1], seq)
 else
-  redis.call('SET', KEYS[1], seq, 'PX', ARGV[4])
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('SET', KEYS[1], seq .. '|' .. now, 'PX', ARGV[4])
 end
 local op = 'leave'
 if ARGV[2] == '1' then op = 'join' end
@@ -406,6 +408,48 @@ class RedisStore:
                 ],
             )
         return bool(applied)
+
+    def load_client_seqs(self, *, now: float | None = None) -> list[ClientSeqRow]:
+        """Every webhook ordering record: (channel, uid, clientSeq, seconds since the leave
+        or None while a host), as ``record_notification`` keeps them."""
+        pattern = self.keys.client_seq("*", 0)[: -len(":0")]
+        prefix = self.keys.client_seq("", 0)[: -len(":0")]
+        with self._guard("load the webhook clientSeq records"):
+            keys = list(self.redis.scan_iter(match=f"{pattern}:*", count=1000))
+            values = self.redis.mget(keys) if keys else []
+            seconds, micros = self.redis.time()
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        rows: list[ClientSeqRow] = []
+        for key, value in zip(keys, values, strict=True):
+            if value is None:
+                continue  # expired meanwhile
+            channel, _, uid = _text(key)[len(prefix) :].rpartition(":")
+            seq, _, left_ms = _text(value).partition("|")
+            left_ago = max(0.0, (now_ms - int(left_ms)) / 1000) if left_ms else None
+            rows.append((channel, int(uid), int(seq), left_ago))
+        return rows
+
+    def save_client_seqs(
+        self, rows: Iterable[ClientSeqRow], *, now: float | None = None, retention: float = 60.0
+    ) -> None:
+        """Replace every record by ``rows`` (a leave's record expires ``retention`` seconds
+        after the leave, as ``record_notification`` makes it)."""
+        pattern = self.keys.client_seq("*", 0)[: -len(":0")]
+        with self._guard("save the webhook clientSeq records"):
+            seconds, micros = self.redis.time()
+            now_ms = int(seconds) * 1000 + int(micros) // 1000
+            pipe = self.redis.pipeline(transaction=True)
+            old = list(self.redis.scan_iter(match=f"{pattern}:*", count=1000))
+            if old:
+                pipe.delete(*old)
+            for channel, uid, seq, left_ago in rows:
+                key = self.keys.client_seq(channel, uid)
+                if left_ago is None:
+                    pipe.set(key, str(seq))
+                elif left_ago < retention:
+                    left_ms = now_ms - int(left_ago * 1000)
+                    pipe.set(key, f"{seq}|{left_ms}", px=max(1, int((retention - left_ago) * 1000)))
+            pipe.execute()
 
     def desired(self, name: str) -> tuple[tuple[int, ...], int | None, int] | None:
         """(hosts, speaker, version) recorded by events, or None when there were none."""

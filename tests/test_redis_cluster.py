@@ -129,6 +129,12 @@ class TestRedisStore:
         assert store.desired("a")[0] == (8,) and store.desired("b")[0] == (8,)  # type: ignore[index]
         assert store.redis.pttl(store.keys.client_seq("ch", 7)) > 0  # a leave's record expires
         assert store.redis.pttl(store.keys.client_seq("ch", 8)) == -1
+        rows = sorted(store.load_client_seqs())
+        assert rows[0][:3] == ("ch", 7, 11) and 0 <= rows[0][3] < 1  # type: ignore[operator]
+        assert rows[1] == ("ch", 8, 1, None)
+        store.save_client_seqs([("other:ch", 3, 5, None), ("ch", 9, 2, 10.0), ("ch", 4, 1, 70.0)])
+        assert sorted(r[:3] for r in store.load_client_seqs()) == [("ch", 9, 2), ("other:ch", 3, 5)]
+        assert not record("other:ch", 3, 5, joined=False, names=names, retention=60)
 
 
 class TestFencing:

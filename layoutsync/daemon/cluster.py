@@ -559,6 +559,20 @@ class ClusterDaemon(Daemon):
 
     # --- events: Redis first, then the owner ----------------------------------------------------
 
+    # Every event is written to Redis by its handler before it returns (``_record``), as an
+    # operation on the shared desired inputs: there is nothing for a group commit to write,
+    # and the webhook clientSeq records live in Redis for the whole fleet, so a replica
+    # neither restores nor saves (nor compacts) records of its own.
+
+    async def commit_inputs(self) -> None:
+        return None
+
+    def _restore_client_seqs(self) -> None:
+        return None
+
+    def _save_client_seqs(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
     def host_joined(self, name: str, uid: int, *, source: str = "api") -> None:
         self._record(name, "join", uid)
         super().host_joined(name, uid, source=source)
