@@ -249,13 +249,20 @@ class RedisStore:
 
     @classmethod
     def from_url(
-        cls, url: str, *, namespace: str = DEFAULT_NAMESPACE, timeout: float = 2.0
+        cls, url: str, *, namespace: str = DEFAULT_NAMESPACE, timeout: float = 1.0
     ) -> RedisStore:
         """A store over a new blocking client for ``url`` (``redis://host:port/db``)."""
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
+        # No retries inside the client: a call blocks its caller (the daemon's event loop)
+        # for at most ``timeout``, and the caller decides what a failure means.
         client = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
         )
         return cls(client, namespace=namespace)
 

@@ -156,7 +156,7 @@ class TestStaleOwner:
             sent.append(request)
             return httpx.Response(200)
 
-        leases = LeaseTable(client, RedisKeys(), "a", ttl=0.3)
+        leases = LeaseTable(client, RedisKeys(), "a", ttl=1.0)
         transport = FencedTransport(httpx.MockTransport(handler), leases)
         try:
             await leases.acquire(["hall"])
@@ -165,7 +165,7 @@ class TestStaleOwner:
             try:
                 await transport.handle_async_request(httpx.Request("GET", "http://x/"))
                 assert len(sent) == 1
-                await asyncio.sleep(0.35)
+                await asyncio.sleep(1.05)
                 with pytest.raises(LeaseLost):
                     await transport.handle_async_request(httpx.Request("GET", "http://x/"))
                 assert len(sent) == 1 and transport.refused == 1

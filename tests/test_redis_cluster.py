@@ -160,14 +160,14 @@ class TestFencing:
     async def test_a_lapsed_owner_can_neither_write_nor_confirm(
         self, store: RedisStore, aredis: Any
     ) -> None:
-        a = LeaseTable(aredis, store.keys, "a", ttl=0.3)
+        a = LeaseTable(aredis, store.keys, "a", ttl=1.0)
         b = LeaseTable(aredis, store.keys, "b", ttl=5.0)
         await a.acquire(["hall"])
         token_a = a.token("hall")
         view_a = store.fenced("hall", token_a)
         view_a.save(a_state(task_id="t1", sequence_id=1))
         await a.confirm("hall", token_a)
-        await asyncio.sleep(0.35)  # "paused" past the lease
+        await asyncio.sleep(1.05)  # "paused" past the lease
         with pytest.raises(LeaseLost, match="expired on this replica's clock"):
             await a.confirm("hall", token_a)
         assert (await b.acquire(["hall"]))[0] == {"hall"}
@@ -192,12 +192,12 @@ class TestFencing:
         assert again.token("hall") == "a|2"
 
     async def test_heartbeats_expire(self, store: RedisStore, aredis: Any) -> None:
-        a = LeaseTable(aredis, store.keys, "a", ttl=0.2)
+        a = LeaseTable(aredis, store.keys, "a", ttl=1.0)
         b = LeaseTable(aredis, store.keys, "b", ttl=5.0)
         await a.heartbeat()
         _, live = await b.heartbeat()
         assert set(live) == {"a", "b"}
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(1.05)
         _, live = await b.heartbeat()
         assert set(live) == {"b"}
         _, live = await b.heartbeat(leave=True)
@@ -259,7 +259,8 @@ class TestSharedBucket:
         await asyncio.gather(*(send() for _ in range(25)))
         stamps.sort()
         assert stamps[-1] - stamps[0] >= 2.0 - 0.05  # 25 sends at 10 per second
-        assert all(stamps[i + 10] - stamps[i] >= 1.0 - 0.02 for i in range(len(stamps) - 10))
+        # stamps are taken after each admission returns: a late wake-up only adds to one
+        assert all(stamps[i + 10] - stamps[i] >= 1.0 - 0.1 for i in range(len(stamps) - 10))
 
     async def test_paces_below_the_quota_with_a_burst_that_fits_one_second(
         self, aredis: Any

@@ -854,8 +854,14 @@ def build_cluster_daemon(
 
     store = RedisStore.from_url(cluster.redis_url, namespace=cluster.namespace)
     store.check()
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
     aredis = redis.asyncio.Redis.from_url(
-        cluster.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
+        cluster.redis_url,
+        socket_timeout=2.0,
+        socket_connect_timeout=2.0,
+        retry=Retry(NoBackoff(), 0),  # the lease loop retries, on its own schedule
     )
     leases = LeaseTable(aredis, store.keys, cluster.replica_id, cluster.lease_ttl)
     bucket = RedisTokenBucket(aredis, store.keys.bucket, settings.qps, settings.burst)
