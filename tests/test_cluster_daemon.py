@@ -59,7 +59,7 @@ def write_specs(directory: Path, *names: str) -> Path:
 
 
 def make_replica(
-    config: Path, redis_url: str, replica_id: str, emulator: Any, *, lease_ttl: float = 0.6
+    config: Path, redis_url: str, replica_id: str, emulator: Any, *, lease_ttl: float = 1.5
 ) -> ClusterDaemon:
     settings = DaemonSettings(
         config=config,
@@ -129,7 +129,7 @@ class TestStaleOwner:
         daemon._cluster_tasks[0].cancel()
         lease = daemon.leases.held["hall"]
         daemon.leases.held["hall"] = dataclasses.replace(lease, valid_until=time.monotonic() + 60)
-        await asyncio.sleep(0.7)  # past the lease in Redis' clock
+        await asyncio.sleep(1.6)  # past the lease in Redis' clock
         thief = LeaseTable(daemon.redis, daemon.redis_store.keys, "b", ttl=30)
         assert (await thief.acquire(["hall"]))[0] == {"hall"}
         daemon.host_joined("hall", 102)  # an event reaches the stale owner
