@@ -78,7 +78,7 @@ class Scale:
 
 
 FULL = Scale(
-    throughput_sessions=600,
+    throughput_sessions=300,
     rounds=3,
     quota_sessions=1000,
     qps=10,
@@ -301,11 +301,24 @@ async def _send(urls: list[str], events: list[tuple[str, int]], concurrency: int
         async def one(index: int, name: str, uid: int) -> None:
             async with semaphore:
                 url = urls[index % len(urls)]
-                response = await client.put(f"{url}/v1/sessions/{name}/hosts/{uid}")
+                response = await _request(client, "PUT", f"{url}/v1/sessions/{name}/hosts/{uid}")
                 if response.status_code != 202:
                     raise RuntimeError(f"event not acknowledged: {response.text}")
 
         await asyncio.gather(*(one(i, n, u) for i, (n, u) in enumerate(events)))
+
+
+async def _request(client: httpx.AsyncClient, method: str, url: str) -> httpx.Response:
+    """One event; sent again on a connection error (a join or leave is idempotent, and a
+    kept-alive connection may be closed by the server just as it is reused)."""
+    for attempt in range(3):
+        try:
+            return await client.request(method, url)
+        except httpx.TransportError:
+            if attempt == 2:
+                raise
+            await asyncio.sleep(0.1)
+    raise AssertionError("unreachable")
 
 
 # --- throughput ---------------------------------------------------------------------------------
@@ -431,7 +444,7 @@ async def _overload(
         pending: set[asyncio.Task[None]] = set()
 
         async def one(url: str, name: str, method: str, uid: int) -> None:
-            response = await client.request(method, f"{url}/v1/sessions/{name}/hosts/{uid}")
+            response = await _request(client, method, f"{url}/v1/sessions/{name}/hosts/{uid}")
             if response.status_code != 202:
                 raise RuntimeError(f"event not acknowledged: {response.text}")
             events.append((time.time(), name))
