@@ -234,11 +234,11 @@ class RedisTokenBucket:
         self.burst = max(1, min(int(burst), int(self.qps) - int(self.rate)))
         self.key = key
         #: at most ``window_cap`` sends in any ``window`` seconds, checked right before each
-        #: send: floor(qps) per second with ``margin / 2`` seconds to spare, so a send that
-        #: takes that long to arrive cannot make a second at the service hold more; the
-        #: pacing above stays below this cap, so it only clips bunches
+        #: send: floor(qps) per second with ``margin`` seconds to spare, so a send that takes
+        #: that long to arrive cannot make a second at the service hold more; the pacing
+        #: above stays at or below this cap, so it only clips bunches
         self.window_cap = max(1, int(self.qps))
-        self.window = 1.0 + margin / 2
+        self.window = 1.0 + margin
         self._script = client.register_script(_TAKE)
         self._admit = client.register_script(_ADMIT)
         self._sent = itertools.count()
