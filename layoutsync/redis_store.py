@@ -27,6 +27,7 @@ cut, ``everysec`` for a process crash). Errors reaching Redis become
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -34,7 +35,16 @@ import orjson
 
 from .canonical import canonical_bytes
 from .errors import StateError
-from .store import ClientSeqRow, Inputs, Intent, SessionState
+from .store import (
+    ClientSeqRow,
+    DesiredInputs,
+    Inputs,
+    Intent,
+    SessionState,
+    TokenFingerprint,
+    _aged,
+    scrub_tokens,
+)
 
 __all__ = ["DEFAULT_NAMESPACE", "LeaseLost", "RedisKeys", "RedisStore"]
 
@@ -76,6 +86,11 @@ class RedisKeys:
 
     def client_seq(self, channel: str, uid: int) -> str:
         return f"{self.namespace}:cseq:{channel}:{uid}"
+
+    @property
+    def client_seq_order(self) -> str:
+        """The clientSeq record keys, least recently updated first (a sorted set)."""
+        return f"{self.namespace}:cseq-order"
 
     @property
     def names(self) -> str:
@@ -203,13 +218,14 @@ _NOTIFICATION = (
 local seq = tonumber(ARGV[1])
 local last = redis.call('GET', KEYS[1])
 if last and tonumber(string.match(last, '^-?%d+')) >= seq then return 0 end
+local t = redis.call('TIME')
+local now = string.format('%.6f', tonumber(t[1]) + tonumber(t[2]) / 1000000)
 if ARGV[2] == '1' then
-  redis.call('SET', KEYS[1], seq)
+  redis.call('SET', KEYS[1], seq .. '||' .. now)
 else
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  redis.call('SET', KEYS[1], seq .. '|' .. now, 'PX', ARGV[4])
+  redis.call('SET', KEYS[1], seq .. '|0|' .. now, 'PX', ARGV[4])
 end
+redis.call('ZADD', ARGV[#ARGV], now, KEYS[1])
 local op = 'leave'
 if ARGV[2] == '1' then op = 'join' end
 local uid = tonumber(ARGV[3])
@@ -242,6 +258,8 @@ class RedisStore:
         self.keys = RedisKeys(namespace)
         self._holder = holder
         self._fenced_name = fenced_name
+        self._fingerprinter: TokenFingerprint | None = None
+        self._order_stamp = 0.0
         self._save_script = client.register_script(_SAVE)
         self._delete_script = client.register_script(_DELETE)
         self._event_script = client.register_script(_EVENT)
@@ -280,6 +298,9 @@ class RedisStore:
         view._notification_script = self._notification_script
         view._holder = holder
         view._fenced_name = name
+        self.fingerprint("")  # make the key once, so every view shares it
+        view._fingerprinter = self._fingerprinter
+        view._order_stamp = 0.0
         return view
 
     @property
@@ -321,7 +342,7 @@ class RedisStore:
                     keys.seq(state.name),
                 ],
                 args=[
-                    _encode(state),
+                    _encode(state, self.fingerprint),
                     state.name,
                     holder,
                     state.task_id or "",
@@ -412,51 +433,128 @@ class RedisStore:
                     max(1, int(retention * 1000)),
                     keys.wake,
                     *names,
+                    keys.client_seq_order,
                 ],
             )
         return bool(applied)
 
     def load_client_seqs(self, *, now: float | None = None) -> list[ClientSeqRow]:
-        """Every webhook ordering record: (channel, uid, clientSeq, seconds since the leave
-        or None while a host), as ``record_notification`` keeps them."""
-        pattern = self.keys.client_seq("*", 0)[: -len(":0")]
-        prefix = self.keys.client_seq("", 0)[: -len(":0")]
+        """Every webhook ordering record, least recently updated first, each leave older by
+        the time since it was saved (``now``: wall clock, default the current time)."""
+        keys = self.keys
+        prefix = keys.client_seq("", 0)[: -len(":0")]
         with self._guard("load the webhook clientSeq records"):
-            keys = list(self.redis.scan_iter(match=f"{pattern}:*", count=1000))
-            values = self.redis.mget(keys) if keys else []
-            seconds, micros = self.redis.time()
-        now_ms = int(seconds) * 1000 + int(micros) // 1000
-        rows: list[ClientSeqRow] = []
-        for key, value in zip(keys, values, strict=True):
+            order = [_text(k) for k in self.redis.zrange(keys.client_seq_order, 0, -1)]
+            values = self.redis.mget(order) if order else []
+            gone = [k for k, v in zip(order, values, strict=True) if v is None]
+            if gone:  # a leave's record that expired
+                self.redis.zrem(keys.client_seq_order, *gone)
+        rows = []
+        for key, value in zip(order, values, strict=True):
             if value is None:
-                continue  # expired meanwhile
-            channel, _, uid = _text(key)[len(prefix) :].rpartition(":")
-            seq, _, left_ms = _text(value).partition("|")
-            left_ago = max(0.0, (now_ms - int(left_ms)) / 1000) if left_ms else None
-            rows.append((channel, int(uid), int(seq), left_ago))
-        return rows
+                continue
+            channel, _, uid = key[len(prefix) :].rpartition(":")
+            seq, left_ago, saved_at = _text(value).split("|")
+            left = float(left_ago) if left_ago else None
+            rows.append((channel, int(uid), int(seq), left, float(saved_at)))
+        return _aged(rows, now)
 
     def save_client_seqs(
         self, rows: Iterable[ClientSeqRow], *, now: float | None = None, retention: float = 60.0
     ) -> None:
-        """Replace every record by ``rows`` (a leave's record expires ``retention`` seconds
-        after the leave, as ``record_notification`` makes it)."""
-        pattern = self.keys.client_seq("*", 0)[: -len(":0")]
+        """Replace every record by ``rows``, in their order (a leave's record expires
+        ``retention`` seconds after the leave, as ``record_notification`` makes it)."""
+        keys = self.keys
+        saved_at = time.time() if now is None else now
         with self._guard("save the webhook clientSeq records"):
-            seconds, micros = self.redis.time()
-            now_ms = int(seconds) * 1000 + int(micros) // 1000
+            old = self.redis.zrange(keys.client_seq_order, 0, -1)
             pipe = self.redis.pipeline(transaction=True)
-            old = list(self.redis.scan_iter(match=f"{pattern}:*", count=1000))
-            if old:
-                pipe.delete(*old)
+            pipe.delete(keys.client_seq_order, *old)
             for channel, uid, seq, left_ago in rows:
-                key = self.keys.client_seq(channel, uid)
-                if left_ago is None:
-                    pipe.set(key, str(seq))
-                elif left_ago < retention:
-                    left_ms = now_ms - int(left_ago * 1000)
-                    pipe.set(key, f"{seq}|{left_ms}", px=max(1, int((retention - left_ago) * 1000)))
+                self._put_client_seq(pipe, channel, uid, seq, left_ago, saved_at, retention)
             pipe.execute()
+
+    def _put_client_seq(
+        self,
+        pipe: Any,
+        channel: str,
+        uid: int,
+        seq: int,
+        left_ago: float | None,
+        saved_at: float,
+        retention: float = 60.0,
+    ) -> None:
+        if left_ago is not None and left_ago >= retention:
+            return  # the user left longer ago than a late join could still arrive
+        key = self.keys.client_seq(channel, uid)
+        left = "" if left_ago is None else repr(float(left_ago))
+        value = f"{seq}|{left}|{float(saved_at)!r}"
+        if left_ago is None:
+            pipe.set(key, value)
+        else:
+            pipe.set(key, value, px=max(1, int((retention - left_ago) * 1000)))
+        self._order_stamp = max(time.time(), self._order_stamp + 1e-6)
+        pipe.zadd(self.keys.client_seq_order, {key: self._order_stamp})
+
+    # --- desired inputs, group commit, token fingerprints (the StateStore protocol) ----------
+
+    #: a write is one loopback round trip: the daemon's journal need not leave the loop
+    commit_blocks = False
+
+    def load_desired(self, name: str) -> DesiredInputs | None:
+        with self._guard("read desired state"):
+            hosts, speaker, updated_at = self.redis.hmget(
+                self.keys.desired(name), "hosts", "speaker", "updated_at"
+            )
+        if hosts is None:
+            return None
+        decoded = orjson.loads(hosts)
+        return DesiredInputs(
+            hosts=tuple(int(h) for h in decoded or ()),
+            speaker=_int_or_none(orjson.loads(speaker) if speaker is not None else None),
+            updated_at=float(updated_at or 0.0),
+        )
+
+    def save_desired(self, name: str, desired: DesiredInputs) -> None:
+        self.save_inputs({name: desired})
+
+    def save_inputs(
+        self, desired: Mapping[str, DesiredInputs], client_seqs: Iterable[ClientSeqRow] = ()
+    ) -> None:
+        """Desired inputs of many sessions and clientSeq records in one MULTI/EXEC (values, as
+        one process holds them; replicas change desired inputs with ``record_event``)."""
+        rows = list(client_seqs)
+        if not desired and not rows:
+            return
+        with self._guard("write desired state"):
+            pipe = self.redis.pipeline(transaction=True)
+            for name, inputs in desired.items():
+                key = self.keys.desired(name)
+                pipe.hset(
+                    key,
+                    mapping={
+                        "hosts": orjson.dumps(list(inputs.hosts)),
+                        "speaker": orjson.dumps(inputs.speaker),
+                        "updated_at": repr(inputs.updated_at),
+                    },
+                )
+                pipe.hincrby(key, "version", 1)
+            saved_at = time.time()
+            for channel, uid, seq, left_ago in rows:
+                self._put_client_seq(pipe, channel, uid, seq, left_ago, saved_at)
+            pipe.execute()
+
+    def fingerprint(self, token: str) -> str:
+        """The store's keyed fingerprint of a token (its key kept in Redis, made once)."""
+        if self._fingerprinter is None:
+            import secrets
+
+            key = self.keys.namespace + ":meta"
+            with self._guard("read the fingerprint key"):
+                self.redis.hsetnx(key, "fingerprint_key", secrets.token_hex(32))
+                raw = self.redis.hget(key, "fingerprint_key")
+            self._fingerprinter = TokenFingerprint(bytes.fromhex(_text(raw)))
+        return self._fingerprinter(token)
 
     def desired(self, name: str) -> tuple[tuple[int, ...], int | None, int] | None:
         """(hosts, speaker, version) recorded by events, or None when there were none."""
@@ -529,9 +627,12 @@ def _int_or_none(value: Any) -> int | None:
 # --- rows as JSON: one field per SessionState field, so a new field needs no new code -----------
 
 
-def _field_json(value: Any) -> Any:
+def _field_json(value: Any, fingerprint: Any) -> Any:
     if isinstance(value, Intent):
-        return {"__intent__": value.to_json()}
+        data = value.to_json()
+        if data.get("body") is not None:
+            data["body"] = scrub_tokens(data["body"], fingerprint)
+        return {"__intent__": data}
     if isinstance(value, Inputs):
         return {
             "__inputs__": {"hosts": list(value.hosts), "speaker": value.speaker, "spec": value.spec}
@@ -552,8 +653,14 @@ def _field_of(name: str, value: Any) -> Any:
     return value
 
 
-def _encode(state: SessionState) -> bytes:
-    row = {f.name: _field_json(getattr(state, f.name)) for f in dataclasses.fields(SessionState)}
+def _encode(state: SessionState, fingerprint: Any) -> bytes:
+    """The row as JSON, every rtcToken in its bodies replaced by its fingerprint."""
+    row = {
+        f.name: _field_json(getattr(state, f.name), fingerprint)
+        for f in dataclasses.fields(SessionState)
+    }
+    if row.get("applied_body") is not None:
+        row["applied_body"] = scrub_tokens(row["applied_body"], fingerprint)
     try:
         return canonical_bytes(row)
     except TypeError as exc:

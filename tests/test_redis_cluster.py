@@ -59,10 +59,13 @@ class TestRedisStore:
     def test_is_a_state_store_and_round_trips(self, store: RedisStore) -> None:
         from test_store import full_state
 
-        assert isinstance(store, StateStore)
+        assert isinstance(store, StateStore)  # the whole contract: tests/test_store.py
         assert store.load("demo") is None
         store.save(full_state())
-        assert store.load("demo") == full_state()
+        loaded = store.load("demo")
+        assert loaded is not None and loaded.task_id == "task-1" and loaded.sequence_id == 7
+        raw = store.redis.get(store.keys.state("demo"))
+        assert b"rtc-SECRET" not in raw and b"hmac-sha256:" in raw  # no rtcToken at rest
         assert store.names() == ("demo",)
         store.delete("demo")
         assert store.load("demo") is None and store.names() == ()

@@ -77,10 +77,14 @@ def saved_then_altered(path: Path, sql: str) -> Path:
     return path
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> StateStore:
     if request.param == "memory":
         return MemoryStore()
+    if request.param == "redis":  # a real redis-server (tests/_redis.py), skipped without one
+        from layoutsync.redis_store import RedisStore
+
+        return RedisStore.from_url(request.getfixturevalue("redis_server").url)
     return SqliteStore(tmp_path / "state.db")
 
 

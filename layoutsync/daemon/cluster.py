@@ -485,6 +485,30 @@ class _SenderClient:
         return call
 
 
+class _WrittenByHandlers:
+    """The group-commit journal of a replica: empty, because each event handler has already
+    written its change to Redis (an operation on the shared desired inputs) when it returns;
+    the clientSeq records are the fleet's, in Redis, and are not compacted by one replica."""
+
+    def __len__(self) -> int:
+        return 0
+
+    def record(self, *_: Any) -> None:
+        return None
+
+    def record_seq(self, *_: Any) -> None:
+        return None
+
+    async def commit(self) -> None:
+        return None
+
+    async def compact(self, *_: Any) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
 # --- the replica ------------------------------------------------------------------------------
 
 
@@ -522,6 +546,7 @@ class ClusterDaemon(Daemon):
             settings, client=client, store=store, session_factory=self._build, **options
         )
         self.redis_store = store
+        self.journal = _WrittenByHandlers()  # type: ignore[assignment]
 
     # --- sessions bound to one lease epoch ---------------------------------------------------
 
@@ -533,6 +558,7 @@ class ClusterDaemon(Daemon):
             client=_SenderClient(client, name, token),  # type: ignore[arg-type]
             store=self.redis_store_of(store).fenced(name, token),
             name=name,
+            durable_inputs=False,  # events are written to Redis by the handlers (_record)
         )
 
     @staticmethod
