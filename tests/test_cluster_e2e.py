@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from _redis import RedisServer
-from test_daemon_e2e import AUTH, NCS_SECRET, Child, World, spawn, spec_doc, wait_until
+from test_daemon_e2e import AUTH, Child, World, spawn, spec_doc, wait_until, webhook
 from test_daemon_e2e import world as world
 
 from layoutsync.daemon.cluster import rendezvous_owner
@@ -195,23 +195,7 @@ def webhook_to(fleet: Fleet, replica_id: str, channel: str, event: int, uid: int
 
 
 def _webhook(child: Child, channel: str, event: int, uid: int, seq: int) -> httpx.Response:
-    from layoutsync.daemon.webhooks import SIGNATURE_V2_HEADER, sign
-
-    body = json.dumps(
-        {
-            "noticeId": f"e2e:{channel}:{seq}:{event}",
-            "productId": 1,
-            "eventType": event,
-            "notifyMs": int(time.time() * 1000),
-            "payload": {"channelName": channel, "uid": uid, "clientSeq": seq, "ts": 1},
-        }
-    ).encode()
-    return httpx.post(
-        f"{child.url}/v1/webhooks/agora",
-        content=body,
-        headers={"Content-Type": "application/json", SIGNATURE_V2_HEADER: sign(NCS_SECRET, body)},
-        timeout=5,
-    )
+    return webhook(child, event, uid, seq, channel=channel)
 
 
 def test_sigkill_one_replica_the_others_take_over_within_the_lease(fleet: Fleet) -> None:

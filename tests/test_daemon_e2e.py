@@ -246,7 +246,13 @@ def settled(daemon: Child, name: str) -> dict[str, Any]:
 
 
 def webhook(
-    daemon: Child, event_type: int, uid: int, seq: int, *, secret: str = NCS_SECRET
+    daemon: Child,
+    event_type: int,
+    uid: int,
+    seq: int,
+    *,
+    secret: str = NCS_SECRET,
+    channel: str = "hall",
 ) -> httpx.Response:
     body = json.dumps(
         {
@@ -255,7 +261,7 @@ def webhook(
             "eventType": event_type,
             "notifyMs": int(time.time() * 1000),
             "payload": {
-                "channelName": "hall",
+                "channelName": channel,
                 "uid": uid,
                 "clientSeq": seq,
                 "ts": int(time.time()),
