@@ -50,7 +50,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -230,6 +230,7 @@ class RedisTokenBucket:
         if not 0 <= margin < 1:
             raise ValueError(f"margin must be in [0, 1), got {margin}")
         self.qps = float(qps)
+        self.margin = float(margin)
         self.rate = self.qps * (1 - margin)
         self.burst = max(1, min(int(burst), int(self.qps) - int(self.rate)))
         self.key = key
@@ -261,21 +262,16 @@ class RedisTokenBucket:
     async def acquire(self) -> float:
         """Reserve, then wait for the token; returns the seconds waited.
 
-        Inside ``prepaid`` (a worker took the token before it compiled), the first
-        request uses that token and waits no more.
+        (The daemon's transport reserves and sleeps itself, and calls ``admit`` right
+        before the send, in ``FencedTransport``.)
         """
-        prepaid = _PREPAID.get()
-        if prepaid is not None and prepaid[0]:
-            prepaid[0] = False
-            delay = 0.0
-        else:
-            delay = await self.reserve()
-            if delay > 0:
-                try:
-                    await asyncio.sleep(delay)
-                except BaseException:
-                    await self.cancel()
-                    raise
+        delay = await self.reserve()
+        if delay > 0:
+            try:
+                await asyncio.sleep(delay)
+            except BaseException:
+                await self.cancel()
+                raise
         return delay + await self.admit()
 
     async def admit(self) -> float:
@@ -300,12 +296,6 @@ class RedisTokenBucket:
                 return waited
             await asyncio.sleep(wait)
             waited += wait
-
-
-#: A token a worker reserved and waited for before compiling: [True] until a request uses it.
-_PREPAID: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
-    "layoutsync_prepaid", default=None
-)
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
@@ -441,12 +431,21 @@ class FencedTransport(httpx.AsyncBaseTransport):
     Sits below the rate limiter, so the check follows any wait for a token.
     """
 
-    def __init__(self, transport: httpx.AsyncBaseTransport, leases: LeaseTable) -> None:
+    def __init__(
+        self,
+        transport: httpx.AsyncBaseTransport,
+        leases: LeaseTable,
+        *,
+        admit: Callable[[], Awaitable[float]] | None = None,
+    ) -> None:
         self._transport = transport
         self._leases = leases
+        self._admit = admit
         self.refused = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._admit is not None:
+            await self._admit()  # the fleet's window of sends, right before this one
         sender = _SENDER.get()
         if sender is not None:
             try:
@@ -660,26 +659,26 @@ class ClusterDaemon(Daemon):
             return self.get(name).last_result
         return await super().reconcile_now(name)
 
-    async def _process(self, name: str) -> None:
+    async def _process(self, name: str) -> bool:
         if name not in self._sessions and name not in self._retiring:
-            return
+            return True
         if not self.owns(name):
-            return  # its owner reconciles it; a wake or a takeover queues it here again
-        prepaid = [False]
-        marker = _PREPAID.set(prepaid)
-        try:
-            if name in self._retiring:
+            return True  # its owner reconciles it; a wake or a takeover queues it here again
+        if name in self._retiring:
+            try:
                 self._prepare(name)  # a destroy, bound to this lease epoch
-            elif self.bucket is not None:
-                prepaid[0] = await self._take_first(name)
-            await super()._process(name)
+            except StateError as exc:
+                self._log.warning("destroy not started", session=name, error=str(exc))
+                self.queue.add_after(name, self.limiter.when(name))
+                return False
+        try:
+            # the token before compile (``Daemon._reconcile_paced``) comes from the fleet's
+            # bucket in Redis: ``build_cluster_daemon`` makes it the client's rate limiter
+            return await super()._process(name)
         except StateError as exc:  # no token: Redis is away; the session waits its backoff
             self._log.warning("reconcile not started", session=name, error=str(exc))
             self.queue.add_after(name, self.limiter.when(name))
-        finally:
-            _PREPAID.reset(marker)
-            if prepaid[0] and self.bucket is not None:
-                await self.bucket.cancel()  # nothing was sent: the token goes back
+            return False
 
     async def _reconcile(self, managed: Any, *, refresh: bool) -> BaseException | None:
         """Bind the session to this lease epoch and read its desired inputs from Redis,
@@ -691,21 +690,6 @@ class ClusterDaemon(Daemon):
             self._log.warning("desired inputs not read", session=managed.name, error=str(exc))
             return exc
         return await super()._reconcile(managed, refresh=refresh)
-
-    async def _take_first(self, name: str) -> bool:
-        """Token before compile: wait for this reconcile's first token *before* reading the
-        desired inputs, so every event that arrives meanwhile rides on this call. A session
-        with nothing to send (its plan, made first, is a noop) takes no token: a token given
-        back would let a later reservation jump the queue. True: a token is held."""
-        assert self.bucket is not None
-        self._prepare(name)
-        plan = await self._sessions[name].session.plan()
-        if not plan.changed and name not in self._refresh_due:
-            return False
-        delay = await self.bucket.reserve()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        return True
 
     def _prepare(self, name: str) -> None:
         """Bind the session to the current lease epoch and read its desired inputs."""
@@ -895,7 +879,7 @@ def build_cluster_daemon(
     client = build_client(
         settings,
         metrics,
-        transport=FencedTransport(base, leases),
+        transport=FencedTransport(base, leases, admit=bucket.admit),
         bucket=bucket,  # type: ignore[arg-type]
         **client_options,
     )
