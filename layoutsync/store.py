@@ -32,6 +32,7 @@ import contextlib
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import sqlite3
 import threading
@@ -154,6 +155,35 @@ def scrub_tokens(value: Any, fingerprint: Callable[[str], str]) -> Any:
     if isinstance(value, list | tuple):
         return [scrub_tokens(item, fingerprint) for item in value]
     return value
+
+
+#: A token key in compact JSON: after ``{`` or ``,`` (so its opening quote is a real one,
+#: never an escaped quote inside a string), with a string value (escapes kept).
+_TOKEN_VALUE = re.compile(
+    rb'(?<=[{,])"(' + b"|".join(re.escape(key.encode()) for key in sorted(TOKEN_KEYS)) + rb')":'
+    rb'("(?:[^"\\]|\\.)*")'
+)
+
+
+def scrubbed_canonical(value: Any, fingerprint: Callable[[str], str]) -> bytes:
+    """``canonical_bytes(scrub_tokens(value, fingerprint))``, without a walk in Python.
+
+    The document is serialised once (orjson, in C) and each string under a token key
+    is replaced in the bytes: the keys are unchanged, so their sorted order is too.
+    Anything orjson does not take as it is (a non-dict ``Mapping``) goes the long way.
+    """
+    try:
+        raw = canonical_bytes(value)
+    except TypeError:
+        return canonical_bytes(scrub_tokens(value, fingerprint))
+
+    def replace(match: re.Match[bytes]) -> bytes:
+        token = orjson.loads(match.group(2))
+        if _is_fingerprint(token):
+            return match.group(0)
+        return b'"' + match.group(1) + b'":' + orjson.dumps(fingerprint(token))
+
+    return _TOKEN_VALUE.sub(replace, raw)
 
 
 def restore_tokens(value: Any, known: Mapping[str, str]) -> Any:
@@ -753,12 +783,12 @@ def _encode(state: SessionState, fingerprint: Callable[[str], str]) -> tuple[Any
             state.token_acquired_at,
             state.task_id,
             state.sequence_id,
-            _dumps(scrub_tokens(state.applied_body, fingerprint)),
+            _dumps_scrubbed(state.applied_body, fingerprint),
             state.applied_hash,
             _dumps(_inputs_json(state.applied_inputs)),
             orjson.dumps(desired).decode(),
-            _dumps(scrub_tokens(state.intent.to_json(), fingerprint)) if state.intent else None,
-            _dumps(scrub_tokens(state.orphan.to_json(), fingerprint)) if state.orphan else None,
+            _dumps_scrubbed(state.intent.to_json(), fingerprint) if state.intent else None,
+            _dumps_scrubbed(state.orphan.to_json(), fingerprint) if state.orphan else None,
             state.updated_at,
         )
     except TypeError as exc:
@@ -767,6 +797,10 @@ def _encode(state: SessionState, fingerprint: Callable[[str], str]) -> tuple[Any
 
 def _dumps(value: Any) -> str | None:
     return None if value is None else canonical_bytes(value).decode()
+
+
+def _dumps_scrubbed(value: Any, fingerprint: Callable[[str], str]) -> str | None:
+    return None if value is None else scrubbed_canonical(value, fingerprint).decode()
 
 
 def _loads(value: str | bytes | None) -> Any:

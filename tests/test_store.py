@@ -23,6 +23,7 @@ from layoutsync.store import (
     has_fingerprints,
     restore_tokens,
     scrub_tokens,
+    scrubbed_canonical,
 )
 
 TOKEN = "builder-SECRET-token"
@@ -228,6 +229,42 @@ class TestTokensAtRest:
         assert has_fingerprints(scrubbed) and not has_fingerprints(body)
         partly = restore_tokens(scrubbed, {"hmac-sha256:x": "x"})
         assert partly["a"][0]["rtcToken"] == "x" and partly["rtcToken"] == "hmac-sha256:y"
+
+    def test_scrubbed_canonical_is_the_walk_serialised(self) -> None:
+        """The store's fast path (regex over orjson's bytes) writes what the walk does,
+        whatever the strings hold: quotes, backslashes, a key that ends in rtcToken."""
+        import random
+
+        from layoutsync.canonical import canonical_bytes
+
+        def fingerprint(token: str) -> str:
+            return "hmac-sha256:" + str(len(token)) + token[::-1]
+
+        texts = [
+            "a",
+            "rtcToken",
+            'x"rtcToken',
+            "\\",
+            'to\\"k',
+            "hmac-sha256:z",
+            ',"rtcToken":"z"',
+            "é\n",
+        ]
+        rng = random.Random(7)
+
+        def document(depth: int) -> object:
+            roll = rng.random()
+            if depth > 3 or roll < 0.3:
+                return rng.choice([rng.choice(texts), 1, None, True, 2.5])
+            if roll < 0.6:
+                return [document(depth + 1) for _ in range(rng.randrange(4))]
+            keys = [*texts, "rtcToken", "rtcToken"]
+            return {rng.choice(keys): document(depth + 1) for _ in range(rng.randrange(5))}
+
+        for _ in range(2000):
+            value = document(0)
+            expected = canonical_bytes(scrub_tokens(value, fingerprint))
+            assert scrubbed_canonical(value, fingerprint) == expected
 
     def test_version_1_file_is_migrated_on_open(self, tmp_path: Path) -> None:
         """A file written in clear by layoutsync <= 0.x loses its tokens on the first open."""
