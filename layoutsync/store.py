@@ -32,7 +32,6 @@ import contextlib
 import hashlib
 import hmac
 import os
-import re
 import secrets
 import sqlite3
 import threading
@@ -120,16 +119,26 @@ class TokenFingerprint:
     fingerprints of two state files cannot be matched with each other.
     """
 
-    __slots__ = ("_key",)
+    __slots__ = ("_key", "_known")
+
+    #: Fingerprints kept (token -> fingerprint): a session's tokens recur in every save.
+    CACHE_SIZE = 4096
 
     def __init__(self, key: bytes) -> None:
         if len(key) < 16:
             raise ValueError("a fingerprint key has at least 16 bytes")
         self._key = key
+        self._known: dict[str, str] = {}
 
     def __call__(self, token: str) -> str:
+        known = self._known.get(token)
+        if known is not None:
+            return known
         digest = hmac.new(self._key, token.encode(), hashlib.sha256).hexdigest()
-        return _FINGERPRINT_PREFIX + digest[:32]
+        if len(self._known) >= self.CACHE_SIZE:
+            self._known.clear()
+        known = self._known[token] = _FINGERPRINT_PREFIX + digest[:32]
+        return known
 
     def __repr__(self) -> str:
         return "TokenFingerprint(<key>)"
@@ -157,33 +166,63 @@ def scrub_tokens(value: Any, fingerprint: Callable[[str], str]) -> Any:
     return value
 
 
-#: A token key in compact JSON: after ``{`` or ``,`` (so its opening quote is a real one,
-#: never an escaped quote inside a string), with a string value (escapes kept).
-_TOKEN_VALUE = re.compile(
-    rb'(?<=[{,])"(' + b"|".join(re.escape(key.encode()) for key in sorted(TOKEN_KEYS)) + rb')":'
-    rb'("(?:[^"\\]|\\.)*")'
-)
+#: A token key in compact JSON with a string value. A real key's opening quote follows
+#: ``{`` or ``,``; any other is an escaped quote inside a longer key.
+_TOKEN_PREFIXES: tuple[bytes, ...] = tuple(f'"{key}":"'.encode() for key in sorted(TOKEN_KEYS))
+
+
+def _string_end(raw: bytes, start: int) -> int:
+    """The index of the quote that closes the JSON string whose contents begin at ``start``."""
+    end = raw.find(b'"', start)
+    while end != -1:
+        backslashes = 0
+        while raw[end - 1 - backslashes] == 92:  # "\\"
+            backslashes += 1
+        if backslashes % 2 == 0:
+            return end
+        end = raw.find(b'"', end + 1)
+    raise ValueError("unterminated JSON string")
 
 
 def scrubbed_canonical(value: Any, fingerprint: Callable[[str], str]) -> bytes:
     """``canonical_bytes(scrub_tokens(value, fingerprint))``, without a walk in Python.
 
     The document is serialised once (orjson, in C) and each string under a token key
-    is replaced in the bytes: the keys are unchanged, so their sorted order is too.
-    Anything orjson does not take as it is (a non-dict ``Mapping``) goes the long way.
+    is replaced in the bytes (found with ``bytes.find``): the keys are unchanged, so
+    their sorted order is too. Anything orjson does not take as it is (a non-dict
+    ``Mapping``) goes the long way.
     """
     try:
         raw = canonical_bytes(value)
     except TypeError:
         return canonical_bytes(scrub_tokens(value, fingerprint))
-
-    def replace(match: re.Match[bytes]) -> bytes:
-        token = orjson.loads(match.group(2))
-        if _is_fingerprint(token):
-            return match.group(0)
-        return b'"' + match.group(1) + b'":' + orjson.dumps(fingerprint(token))
-
-    return _TOKEN_VALUE.sub(replace, raw)
+    spans: list[tuple[int, int, bytes]] = []
+    seen: dict[bytes, bytes] = {}  # a body carries the same token in many places
+    for prefix in _TOKEN_PREFIXES:
+        at = raw.find(prefix)
+        while at != -1:
+            opening = at + len(prefix) - 1  # the value's opening quote
+            end = _string_end(raw, opening + 1)
+            if at > 0 and raw[at - 1] in b"{,":
+                encoded = raw[opening : end + 1]
+                replacement = seen.get(encoded)
+                if replacement is None:
+                    token = orjson.loads(encoded)
+                    replacement = seen[encoded] = (
+                        encoded if _is_fingerprint(token) else orjson.dumps(fingerprint(token))
+                    )
+                if replacement is not encoded:
+                    spans.append((opening, end + 1, replacement))
+            at = raw.find(prefix, end + 1)
+    if not spans:
+        return raw
+    spans.sort()
+    parts, done = [], 0
+    for begin, end, replacement in spans:
+        parts += (raw[done:begin], replacement)
+        done = end
+    parts.append(raw[done:])
+    return b"".join(parts)
 
 
 def restore_tokens(value: Any, known: Mapping[str, str]) -> Any:
