@@ -217,7 +217,8 @@ def scrubbed_canonical(value: Any, fingerprint: Callable[[str], str]) -> bytes:
     if not spans:
         return raw
     spans.sort()
-    parts, done = [], 0
+    parts: list[bytes] = []
+    done = 0
     for begin, end, replacement in spans:
         parts += (raw[done:begin], replacement)
         done = end
