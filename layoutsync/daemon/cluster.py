@@ -461,16 +461,26 @@ class FencedTransport(httpx.AsyncBaseTransport):
         self.refused = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self._admit is not None:
-            await self._admit()  # the fleet's window of sends, right before this one
         sender = _SENDER.get()
-        if sender is not None:
-            try:
-                await self._leases.confirm(*sender)
-            except LeaseLost:
-                self.refused += 1
-                raise
+        await self._confirm(sender)
+        # the fleet's window of sends last, so no Redis round trip lies between a send's
+        # admission and its bytes (the service counts arrivals). After a wait there the
+        # lease is checked again on this replica's clock: its local deadline ends before
+        # the lease can lapse in Redis, and only a lapsed lease can be taken over
+        waited = await self._admit() if self._admit is not None else 0.0
+        if waited > 0 and sender is not None and self._leases.token(sender[0]) != sender[1]:
+            self.refused += 1
+            raise LeaseLost(sender[0], "expired on this replica's clock")
         return await self._transport.handle_async_request(request)
+
+    async def _confirm(self, sender: tuple[str, str | None] | None) -> None:
+        if sender is None:
+            return
+        try:
+            await self._leases.confirm(*sender)
+        except LeaseLost:
+            self.refused += 1
+            raise
 
     async def aclose(self) -> None:
         await self._transport.aclose()
