@@ -144,6 +144,36 @@ class TestStaleOwner:
         assert daemon.redis_store.desired("hall")[0] == (101, 102)  # type: ignore[index]
         await thief.release(["hall"])
 
+    async def test_the_plan_before_a_token_reads_the_events_of_other_replicas(
+        self, replica: tuple[ClusterDaemon, httpx.AsyncClient]
+    ) -> None:
+        daemon, emu = replica
+        daemon.host_joined("hall", 101)
+
+        async def kinds() -> list[str]:
+            return [r["kind"] for r in await requests(emu)]
+
+        await eventually(lambda: _has(kinds(), "create"))
+
+        class Slow:  # every token must wait: the worker plans first
+            rate = 1000.0
+            reserved = cancelled = 0
+
+            async def reserve(self) -> float:
+                self.reserved += 1
+                return 0.05
+
+            async def cancel(self) -> None:
+                self.cancelled += 1
+
+        slow = Slow()
+        daemon.rate_limiter = slow
+        daemon.redis_store.record_event("hall", "join", 102)  # as another replica records it
+        await eventually(lambda: _has(kinds(), "update"))
+        assert daemon.get("hall").session.hosts == (101, 102)
+        # its plan saw the event (read from Redis first): one token, none given back
+        assert (slow.reserved, slow.cancelled) == (1, 0)
+
     async def test_the_transport_refuses_a_send_without_a_confirmed_lease(
         self, redis_server: RedisServer
     ) -> None:
@@ -227,6 +257,10 @@ class TestTwoReplicas:
 
 async def _async(value: bool) -> bool:
     return value
+
+
+async def _has(values: Any, item: str) -> bool:
+    return item in await values
 
 
 class TestFlags:

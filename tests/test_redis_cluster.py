@@ -282,6 +282,19 @@ class TestSharedBucket:
             await waiter
         assert 0.5 < await bucket.reserve() <= 1.0  # one ahead, not two
 
+    async def test_a_give_back_lets_no_later_reservation_jump_the_queue(self, aredis: Any) -> None:
+        bucket = RedisTokenBucket(aredis, "q:bucket", qps=1.0, margin=0)
+        await bucket.reserve()  # the balance: 0
+        first = await bucket.reserve()  # waits 1 s
+
+        async def later() -> float:
+            return await bucket.reserve()  # another task (replica): waits 2 s
+
+        assert 1.9 < await asyncio.ensure_future(later()) <= 2.0
+        await bucket.cancel()  # the first gives its token back: the second is queued behind
+        # a give-back would have made this one wait 2 s, ahead of the one queued for 2 s
+        assert 0.9 < first <= 1.0 and 2.9 < await bucket.reserve() <= 3.0
+
     async def test_unreachable_is_a_state_error(self) -> None:
         import redis.asyncio
         from _redis import free_port

@@ -171,24 +171,32 @@ end
 return released
 """
 
-# KEYS[1] bucket. ARGV: rate/s, burst, '1' to give a token back. Returns the wait in seconds.
+# KEYS[1] bucket. ARGV: rate/s, burst, '1' to give a token back, the reservation given back.
+# Returns "wait-seconds reservation-number" ('0 n': at once).
 _TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local b = redis.call('HMGET', KEYS[1], 'tokens', 'stamp')
-local tokens, stamp = tonumber(b[1]), tonumber(b[2])
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'stamp', 'n')
+local tokens, stamp, n = tonumber(b[1]), tonumber(b[2]), tonumber(b[3]) or 0
 if not tokens then tokens, stamp = burst, now end
 if now > stamp then
   tokens = math.min(burst, tokens + (now - stamp) * rate)
   stamp = now
 end
-if ARGV[3] == '1' then tokens = math.min(burst, tokens + 1) else tokens = tokens - 1 end
+if ARGV[3] ~= '1' then
+  tokens = tokens - 1
+  n = n + 1
+elseif tokens >= 0 or tostring(n) == ARGV[4] then
+  -- a give-back only while nobody waits behind it: with later reservations queued it
+  -- would let the next one jump ahead of them (oldest change first); the slot is lost
+  tokens = math.min(burst, tokens + 1)
+end
 redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'stamp',
-           string.format('%.6f', stamp))
+           string.format('%.6f', stamp), 'n', n)
 redis.call('EXPIRE', KEYS[1], 3600)
-if tokens >= 0 then return '0' end
-return string.format('%.6f', -tokens / rate)
+if tokens >= 0 then return '0 ' .. n end
+return string.format('%.6f', -tokens / rate) .. ' ' .. n
 """
 
 
@@ -244,20 +252,29 @@ class RedisTokenBucket:
         self._admit = client.register_script(_ADMIT)
         self._sent = itertools.count()
         self._member = uuid.uuid4().hex
+        #: the number of this task's last reservation: given back in full only by the latest
+        self._reservation: contextvars.ContextVar[str] = contextvars.ContextVar(
+            f"layoutsync_reservation_{self._member}", default=""
+        )
 
     async def reserve(self) -> float:
         """Take one token; the seconds to wait before using it."""
         try:
-            return float(await self._script(keys=[self.key], args=[self.rate, self.burst, "0"]))
+            reply = await self._script(keys=[self.key], args=[self.rate, self.burst, "0", ""])
+            wait, number = _text(reply).split()
+            self._reservation.set(number)  # this task's, for a cancel()
+            return float(wait)
         except _redis_errors() as exc:
             raise StateError(
                 f"Redis: cannot take a token from the shared rate limit: {exc}"
             ) from None
 
     async def cancel(self) -> None:
-        """Give back a reserved token that will not be used (best effort)."""
+        """Give back a reserved token that will not be used (best effort): only while no
+        reservation waits, so none jumps ahead of those already queued."""
         with contextlib.suppress(*_redis_errors()):
-            await self._script(keys=[self.key], args=[self.rate, self.burst, "1"])
+            number = self._reservation.get()
+            await self._script(keys=[self.key], args=[self.rate, self.burst, "1", number])
 
     async def acquire(self) -> float:
         """Reserve, then wait for the token; returns the seconds waited.
@@ -444,16 +461,26 @@ class FencedTransport(httpx.AsyncBaseTransport):
         self.refused = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self._admit is not None:
-            await self._admit()  # the fleet's window of sends, right before this one
         sender = _SENDER.get()
-        if sender is not None:
-            try:
-                await self._leases.confirm(*sender)
-            except LeaseLost:
-                self.refused += 1
-                raise
+        await self._confirm(sender)
+        # the fleet's window of sends last, so no Redis round trip lies between a send's
+        # admission and its bytes (the service counts arrivals). After a wait there the
+        # lease is checked again on this replica's clock: its local deadline ends before
+        # the lease can lapse in Redis, and only a lapsed lease can be taken over
+        waited = await self._admit() if self._admit is not None else 0.0
+        if waited > 0 and sender is not None and self._leases.token(sender[0]) != sender[1]:
+            self.refused += 1
+            raise LeaseLost(sender[0], "expired on this replica's clock")
         return await self._transport.handle_async_request(request)
+
+    async def _confirm(self, sender: tuple[str, str | None] | None) -> None:
+        if sender is None:
+            return
+        try:
+            await self._leases.confirm(*sender)
+        except LeaseLost:
+            self.refused += 1
+            raise
 
     async def aclose(self) -> None:
         await self._transport.aclose()
@@ -679,6 +706,32 @@ class ClusterDaemon(Daemon):
             self._log.warning("reconcile not started", session=name, error=str(exc))
             self.queue.add_after(name, self.limiter.when(name))
             return False
+
+    async def _reconcile_paced(self, managed: Any, *, refresh: bool) -> BaseException | None:
+        """Token before compile, with the plan made *before* the reservation.
+
+        The base daemon plans only when its token must wait, and gives the token back
+        when there is nothing to send. Here that would go wrong twice: the session
+        here may not hold the events other replicas recorded (so its plan says noop
+        and the reconcile then sends on a fresh token, at the back of the queue), and
+        a token given back to the fleet's bucket lets later reservations of every
+        replica jump ahead of older changes. So the desired inputs are read from
+        Redis first, a session with nothing to send takes no token at all, and the
+        rest is the base's wait (its own pre-check is then skipped: ``_would_send``).
+        """
+        if self.rate_limiter is not None and not refresh:
+            try:
+                self._prepare(managed.name)
+            except StateError as exc:
+                managed.last_error = str(exc)
+                self._log.warning("desired inputs not read", session=managed.name, error=str(exc))
+                return exc
+            if not await super()._would_send(managed):
+                return await self._reconcile(managed, refresh=refresh)
+        return await super()._reconcile_paced(managed, refresh=refresh)
+
+    async def _would_send(self, managed: Any) -> bool:
+        return True  # planned before the reservation (``_reconcile_paced``): no give-back
 
     async def _reconcile(self, managed: Any, *, refresh: bool) -> BaseException | None:
         """Bind the session to this lease epoch and read its desired inputs from Redis,
