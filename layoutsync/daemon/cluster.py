@@ -60,6 +60,7 @@ from ..apply import AsyncSession, ReconcileResult
 from ..errors import StateError
 from ..redis_store import LeaseLost, RedisKeys, RedisStore
 from ..spec import LayoutSpec
+from .ratelimit import pacing
 from .runtime import Daemon, DaemonSettings, WebhookOutcome, build_client
 from .webhooks import Notification
 
@@ -231,16 +232,9 @@ class RedisTokenBucket:
     def __init__(
         self, client: Any, key: str, qps: float, burst: int = 1, *, margin: float = 0.05
     ) -> None:
-        if qps <= 0:
-            raise ValueError(f"qps must be > 0 requests/s, got {qps}")
-        if burst < 1:
-            raise ValueError(f"burst must be >= 1, got {burst}")
-        if not 0 <= margin < 1:
-            raise ValueError(f"margin must be in [0, 1), got {margin}")
+        self.rate, self.burst = pacing(qps, burst, margin)
         self.qps = float(qps)
         self.margin = float(margin)
-        self.rate = self.qps * (1 - margin)
-        self.burst = max(1, min(int(burst), int(self.qps) - int(self.rate)))
         self.key = key
         #: at most ``window_cap`` sends in any ``window`` seconds, checked right before each
         #: send: floor(qps) per second with ``margin`` seconds to spare, so a send that takes

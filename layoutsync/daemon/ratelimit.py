@@ -49,6 +49,7 @@ __all__ = [
     "RateLimiter",
     "TokenBucket",
     "max_burst",
+    "pacing",
     "prepaid",
     "take",
 ]
@@ -102,6 +103,22 @@ def max_burst(qps: float, rate: float) -> int:
     return max(1, math.floor(qps + 1e-9) - math.floor(rate + 1e-9))
 
 
+def pacing(qps: float, burst: int, margin: float) -> tuple[float, int]:
+    """``(rate, burst)`` of a bucket paced ``margin`` below ``qps``, burst capped by ``max_burst``.
+
+    One rule for every bucket (in-process and shared), so each keeps the same
+    1-second-window promise.
+    """
+    if qps <= 0:
+        raise ValueError(f"qps must be > 0 requests/s, got {qps}")
+    if burst < 1:
+        raise ValueError(f"burst must be >= 1, got {burst}")
+    if not 0 <= margin < 1:
+        raise ValueError(f"margin must be in [0, 1), got {margin}")
+    rate = float(qps) * (1.0 - float(margin))
+    return rate, min(int(burst), max_burst(qps, rate))
+
+
 class TokenBucket:
     """``qps * (1 - margin)`` tokens per second, at most ``burst`` saved up.
 
@@ -131,17 +148,10 @@ class TokenBucket:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
-        if qps <= 0:
-            raise ValueError(f"qps must be > 0 requests/s, got {qps}")
-        if burst < 1:
-            raise ValueError(f"burst must be >= 1, got {burst}")
-        if not 0 <= margin < 1:
-            raise ValueError(f"margin must be in [0, 1), got {margin}")
+        self.rate, self.burst = pacing(qps, burst, margin)
         self.qps = float(qps)
         self.margin = float(margin)
-        self.rate = self.qps * (1.0 - self.margin)
         self.requested_burst = int(burst)
-        self.burst = min(int(burst), max_burst(qps, self.rate))
         self._clock = clock
         self._sleep = sleep
         self._tokens = float(self.burst)
