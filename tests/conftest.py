@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import structlog
+from _sessionkit import Emulated
 
 
 @pytest.fixture
@@ -74,6 +75,14 @@ def _no_rtc_token_in_any_state_file(tmp_path_factory: pytest.TempPathFactory) ->
             continue
         leaks += [f"{path}: {token}" for token in TEST_RTC_TOKENS if token.encode() in data]
     assert not leaks, "rtcTokens at rest:\n" + "\n".join(leaks)
+
+
+@pytest.fixture
+def emulated() -> Iterator[Emulated]:
+    """An in-process emulator and its clients (``_sessionkit.Emulated``), closed after the test."""
+    emulated = Emulated()
+    yield emulated
+    emulated.close()
 
 
 @pytest.fixture

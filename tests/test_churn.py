@@ -9,7 +9,6 @@ reaches the service; sequenceIds per task increase strictly.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,13 +27,6 @@ SPEAKER_LAYOUT = {
     "aspect": "16:9",
 }
 INSTANCE = "room7-grid"
-
-
-@pytest.fixture
-def emulated() -> Iterator[Emulated]:
-    emulated = Emulated()
-    yield emulated
-    emulated.close()
 
 
 class Ledger:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -93,13 +92,6 @@ class TestRotate:
             if compiled.speaker is not None:
                 assert compiled.speaker in compiled.visible
             assert len(compiled.visible) == 3
-
-
-@pytest.fixture
-def emulated() -> Iterator[Emulated]:
-    emulated = Emulated()
-    yield emulated
-    emulated.close()
 
 
 def test_a_session_and_a_chain_of_compiles_agree(emulated: Emulated) -> None:

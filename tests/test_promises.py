@@ -40,13 +40,6 @@ from layoutsync.store import MemoryStore
 INSTANCE = "room7-grid"
 
 
-@pytest.fixture
-def emulated() -> Iterator[Emulated]:
-    emulated = Emulated()
-    yield emulated
-    emulated.close()
-
-
 @pytest.fixture(autouse=True)
 def _reset_logging() -> Iterator[None]:
     import structlog

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +33,6 @@ from layoutsync.errors import ServerError, SpecError
 from layoutsync.store import MemoryStore, SqliteStore
 
 INSTANCE = "room7-grid"
-
-
-@pytest.fixture
-def emulated() -> Iterator[Emulated]:
-    emulated = Emulated()
-    yield emulated
-    emulated.close()
 
 
 @pytest.fixture

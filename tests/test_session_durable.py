@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from _sessionkit import GRID, IN_TOKEN, OUT_TOKEN, Clock, Emulated, make_spec, no_wait
 from test_session import clock as clock  # the fixtures
-from test_session import emulated as emulated
 
 from layoutsync.apply import TOKEN_MAX_AGE, Session
 from layoutsync.errors import ServerError, StateError
