@@ -58,14 +58,37 @@ class _LibraryLogger:
         return getattr(self._resolve(), method)
 
     def _resolve(self) -> Any:
-        if structlog.is_configured():
-            return structlog.get_logger("layoutsync").bind(**self._bound)
-        return _fallback().bind(**self._bound)
+        return _base_logger().bind(**self._bound)
 
 
 #: Where the library's events go while structlog is not configured: silent by default.
 _STDLIB = logging.getLogger("layoutsync")
 _STDLIB.addHandler(logging.NullHandler())
+
+
+#: (the configuration it was built for, the logger): building one takes a logger factory
+#: call and a wrapper per event, a tenth of a daemon's reconcile; binding one is cheap.
+_BASE: tuple[tuple[Any, ...], Any] | None = None
+
+
+def _base_logger() -> Any:
+    """The unbound logger for the current structlog configuration, rebuilt when it changes."""
+    global _BASE
+    config = structlog.get_config()
+    key = (
+        structlog.is_configured(),
+        config["processors"],
+        config["wrapper_class"],
+        config["logger_factory"],
+        config["context_class"],
+    )
+    cached = _BASE
+    if cached is not None and all(a is b for a, b in zip(cached[0], key, strict=True)):
+        return cached[1]
+    # bind() resolves structlog's lazy proxy into the configured wrapper
+    logger = structlog.get_logger("layoutsync").bind() if key[0] else _fallback()
+    _BASE = (key, logger)
+    return logger
 
 
 def _fallback() -> Any:

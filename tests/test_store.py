@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import sqlite3
@@ -10,6 +11,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from layoutsync.errors import StateError
 from layoutsync.store import (
@@ -287,7 +290,7 @@ class TestTokensAtRest:
             assert store.load_desired("demo") is None  # an old file: the row's hosts count
         assert b"rtc-SECRET" not in b"".join(p.read_bytes() for p in tmp_path.iterdir())
         with sqlite3.connect(path) as db:
-            assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+            assert db.execute("PRAGMA user_version").fetchone()[0] == 3
 
 
 def orjson_dumps(value: object) -> str:
@@ -432,3 +435,186 @@ class TestSqlite:
             one.save(full_state())
             assert restored(two, "demo") == full_state()
             assert two.check() is None
+
+
+def _body(hosts: int) -> dict[str, object]:
+    """A body carrying the test rtcToken, different per ``hosts``."""
+    inputs = [{"rtc": {"rtcUid": uid, "rtcToken": "rtc-SECRET"}} for uid in range(hosts)]
+    return {"services": {"cloudTranscoder": {"config": {"transcoder": {"videoInputs": inputs}}}}}
+
+
+def _restore_all(store: StateStore, name: str) -> SessionState | None:
+    loaded = store.load(name)
+    if loaded is None:
+        return None
+    known = {store.fingerprint("rtc-SECRET"): "rtc-SECRET"}
+
+    def intent(value: Intent | None) -> Intent | None:
+        if value is None:
+            return None
+        return dataclasses.replace(value, body=restore_tokens(value.body, known))
+
+    return dataclasses.replace(
+        loaded,
+        applied_body=restore_tokens(loaded.applied_body, known),
+        intent=intent(loaded.intent),
+        orphan=intent(loaded.orphan),
+    )
+
+
+class TestColumnWrites:
+    """A save writes only what changed since this store's last write of the row."""
+
+    @given(steps=st.lists(st.integers(0, 7), min_size=1, max_size=25))
+    @settings(max_examples=60, deadline=None)
+    def test_every_save_reads_back_equal(
+        self, tmp_path_factory: pytest.TempPathFactory, steps: list[int]
+    ) -> None:
+        path = tmp_path_factory.mktemp("columns") / "state.db"
+        with SqliteStore(path) as store, SqliteStore(path) as reader:
+            state = SessionState("demo", "demo-instance", applied_body=_body(1), applied_hash="h1")
+            store.save(state)
+            for number, step in enumerate(steps, 2):
+                body = _body(number % 4 + 1)
+                if step == 0:  # the intent of an Update
+                    state = dataclasses.replace(
+                        state,
+                        sequence_id=number,
+                        intent=Intent(
+                            "update", at=1.0, sequence_id=number, body=body, body_hash=f"h{number}"
+                        ),
+                    )
+                elif step == 1 and state.intent is not None:  # its outcome: the body is applied
+                    state = dataclasses.replace(
+                        state,
+                        applied_body=state.intent.body,
+                        applied_hash=state.intent.body_hash,
+                        applied_inputs=Inputs((number,), None, "fp"),
+                        intent=None,
+                    )
+                elif step == 2:  # a new body that no intent carried
+                    state = dataclasses.replace(state, applied_body=body, applied_hash=f"h{number}")
+                elif step == 3:
+                    state = dataclasses.replace(state, hosts=(*state.hosts, number), speaker=number)
+                elif step == 4:
+                    orphan = Intent(
+                        "create", at=2.0, body=body, token="old-builder", token_acquired_at=3.0
+                    )
+                    state = dataclasses.replace(
+                        state, orphan=orphan if state.orphan is None else None
+                    )
+                elif step == 5:
+                    state = dataclasses.replace(
+                        state,
+                        task_id=f"task-{number}",
+                        builder_token=f"bt-{number}",
+                        idle_since=float(number),
+                    )
+                elif step == 6:  # an equal copy of the body, not the same object
+                    state = dataclasses.replace(
+                        state, applied_body=copy.deepcopy(state.applied_body)
+                    )
+                else:
+                    state = dataclasses.replace(
+                        state, applied_body=None, applied_hash=None, tokens={"n": number}
+                    )
+                state = dataclasses.replace(state, updated_at=float(number))
+                store.save(state)
+                assert _restore_all(reader, "demo") == state
+
+    def test_settling_an_update_moves_the_body_without_encoding_it(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import layoutsync.store as store_module
+
+        with SqliteStore(tmp_path / "state.db") as store:
+            state = SessionState("demo", "demo-instance", applied_body=_body(1), applied_hash="h1")
+            store.save(state)
+            intent = Intent("update", at=1.0, sequence_id=2, body=_body(2), body_hash="h2")
+            state = dataclasses.replace(state, sequence_id=2, intent=intent)
+            store.save(state)
+            encoded: list[object] = []
+            real = store_module.scrubbed_canonical
+            monkeypatch.setattr(
+                store_module,
+                "scrubbed_canonical",
+                lambda value, fp: encoded.append(value) or real(value, fp),
+            )
+            state = dataclasses.replace(
+                state, applied_body=intent.body, applied_hash="h2", intent=None
+            )
+            store.save(state)
+            assert encoded == []
+            assert _restore_all(store, "demo") == state
+
+    def test_a_write_by_another_connection_is_not_mixed_with_a_partial_one(
+        self, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "state.db"
+        with SqliteStore(path) as one, SqliteStore(path) as two:
+            mine = SessionState(
+                "demo", "demo-instance", task_id="mine", applied_body=_body(1), applied_hash="h1"
+            )
+            one.save(mine)
+            two.save(
+                SessionState(
+                    "demo", "demo-instance", task_id="theirs", builder_token="theirs", hosts=(9,)
+                )
+            )
+            mine = dataclasses.replace(
+                mine, sequence_id=3
+            )  # only this column differs from my last write
+            one.save(mine)
+            assert _restore_all(two, "demo") == mine
+
+    def test_a_row_deleted_elsewhere_is_written_whole(self, tmp_path: Path) -> None:
+        path = tmp_path / "state.db"
+        with SqliteStore(path) as one:
+            state = SessionState("demo", "demo-instance", applied_body=_body(1), applied_hash="h1")
+            one.save(state)
+            with sqlite3.connect(path) as db:
+                db.execute("DELETE FROM sessions")
+            state = dataclasses.replace(state, sequence_id=4)
+            one.save(state)
+            assert _restore_all(one, "demo") == state
+
+    def test_a_version_2_file_gains_the_column_and_keeps_inline_intent_bodies(
+        self, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "old.db"
+        state = full_state()
+        with SqliteStore(path) as store:
+            store.save(state)
+        intent = scrubbed_canonical(state.intent.to_json(), SqliteStore(path).fingerprint).decode()  # type: ignore[union-attr]
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE sessions SET intent = ?", (intent,))
+            db.execute("CREATE TABLE s2 AS SELECT * FROM sessions")
+            db.execute("DROP TABLE sessions")
+            db.execute(
+                "CREATE TABLE sessions AS SELECT " + ", ".join(c for c in _V2_COLUMNS) + " FROM s2"
+            )
+            db.execute("DROP TABLE s2")
+            db.execute("PRAGMA user_version = 2")
+        with SqliteStore(path) as store:
+            assert restored(store, "demo") == state
+        with sqlite3.connect(path) as db:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
+            assert "intent_body" in columns
+            assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+
+
+_V2_COLUMNS = (
+    "name",
+    "instance_id",
+    "builder_token",
+    "token_acquired_at",
+    "task_id",
+    "sequence_id",
+    "applied_body",
+    "applied_hash",
+    "applied_inputs",
+    "desired",
+    "intent",
+    "orphan",
+    "updated_at",
+)
