@@ -83,7 +83,7 @@ def _base_logger() -> Any:
         config["context_class"],
     )
     cached = _BASE
-    if cached is not None and all(a is b for a, b in zip(cached[0], key, strict=True)):
+    if cached is not None and cached[0] == key:  # the same objects: == stops at identity
         return cached[1]
     # bind() resolves structlog's lazy proxy into the configured wrapper
     logger = structlog.get_logger("layoutsync").bind() if key[0] else _fallback()

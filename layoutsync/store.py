@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import itertools
 import os
 import secrets
 import sqlite3
@@ -458,7 +459,8 @@ class MemoryStore:
 
 #: 1: sessions and client_seqs. 2: desired_inputs and meta; rtcTokens fingerprinted.
 #: 3: an intent's body in a column of its own (``intent_body``), so settling an Update
-#: moves it to ``applied_body`` inside SQLite instead of encoding and writing it again.
+#: moves it to ``applied_body`` inside SQLite instead of encoding and writing it again;
+#: a ``revision`` per write, so a save can write only the columns it changed.
 _SCHEMA_VERSION = 3
 
 _SCHEMA = """
@@ -476,7 +478,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     intent            TEXT,
     orphan            TEXT,
     updated_at        REAL NOT NULL,
-    intent_body       BLOB
+    intent_body       BLOB,
+    revision          INTEGER
 )
 """
 
@@ -534,10 +537,11 @@ _COLUMNS = (
     "intent_body",
 )
 
+_WRITTEN = (*_COLUMNS, "revision")  #: the write's revision (``SqliteStore._update_changed``)
 _UPSERT = (
-    f"INSERT INTO sessions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)}) "
+    f"INSERT INTO sessions ({', '.join(_WRITTEN)}) VALUES ({', '.join('?' for _ in _WRITTEN)}) "
     "ON CONFLICT(name) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c != "name")
+    + ", ".join(f"{c} = excluded.{c}" for c in _WRITTEN if c != "name")
 )
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -565,8 +569,10 @@ class SqliteStore:
         self.commit_blocks = synchronous.upper() in ("FULL", "EXTRA")
         self._lock = threading.Lock()
         #: name -> the state this store last wrote for it (``_update_changed``)
-        self._written: dict[str, SessionState] = {}
-        self._data_version: int | None = None  #: changes when another connection commits
+        #: name -> (the state this store last wrote, the row's revision it wrote with it)
+        self._written: dict[str, tuple[SessionState, int]] = {}
+        #: each write's ``revision``: from a random start, so another store's never match
+        self._revisions = itertools.count(secrets.randbits(62))
         try:
             if self.path != ":memory:":
                 _create_private(Path(self.path))
@@ -593,6 +599,7 @@ class SqliteStore:
                 columns = {row[1] for row in self._db.execute("PRAGMA table_info(sessions)")}
                 if "intent_body" not in columns:  # version 3; older rows keep the body inline
                     self._db.execute("ALTER TABLE sessions ADD COLUMN intent_body BLOB")
+                    self._db.execute("ALTER TABLE sessions ADD COLUMN revision INTEGER")
                 self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
             if migrated:
                 # the old pages held the tokens: rebuild the file and empty the WAL. Best
@@ -611,28 +618,24 @@ class SqliteStore:
             row = self._db.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM sessions WHERE name = ?", (name,)
             ).fetchone()
-            # the row is read back as it is on disk (another process may have written it):
-            # the next save writes all of it
-            self._written.pop(name, None)
         return None if row is None else self._decode(row)
 
     def save(self, state: SessionState) -> None:
         # One statement in autocommit mode is one transaction: atomic, and durable per
         # ``synchronous`` when it returns, without a BEGIN and COMMIT round of its own.
         with self._guard("write session state"):
-            version = self._db.execute("PRAGMA data_version").fetchone()[0]
-            if version != self._data_version:
-                # another connection committed since: what this store wrote may be stale
-                self._written.clear()
-                self._data_version = version
             written = self._written.pop(state.name, None)
-            if written is None or not self._update_changed(written, state):
-                self._db.execute(_UPSERT, _encode(state, self._fingerprint))
-            self._written[state.name] = state
+            revision = next(self._revisions)
+            if written is None or not self._update_changed(*written, state, revision):
+                self._db.execute(_UPSERT, (*_encode(state, self._fingerprint), revision))
+            self._written[state.name] = (state, revision)
 
-    def _update_changed(self, written: SessionState, state: SessionState) -> bool:
+    def _update_changed(
+        self, written: SessionState, written_revision: int, state: SessionState, revision: int
+    ) -> bool:
         """Write only the columns that differ from ``written``, the row as this store last
-        wrote it; False if the row is not there (then the caller writes all of it).
+        wrote it; False if the row is not as it left it (gone, or written by another
+        connection since: its ``revision`` differs), and the caller writes all of it.
 
         A reconcile saves twice per call (the intent, then its outcome) and each save
         used to encode and write both bodies, a tenth of the daemon's time per event.
@@ -643,10 +646,10 @@ class SqliteStore:
             columns, values = self._changed_columns(written, state)
         except TypeError as exc:
             raise StateError(f"session {state.name!r}: state is not serialisable: {exc}") from None
-        if not columns:
-            columns, values = ["updated_at = ?"], [state.updated_at]
+        columns.append("revision = ?")
         cursor = self._db.execute(
-            f"UPDATE sessions SET {', '.join(columns)} WHERE name = ?", (*values, state.name)
+            f"UPDATE sessions SET {', '.join(columns)} WHERE name = ? AND revision = ?",
+            (*values, revision, state.name, written_revision),
         )
         return cursor.rowcount == 1
 

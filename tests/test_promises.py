@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from _sessionkit import Clock, Emulated, make_spec, no_wait
 
 from layoutsync.api.client import RetryPolicy
@@ -407,6 +408,21 @@ class TestRedaction:
             assert logged["uid"] == 7
         else:
             assert f"rtcToken='{MASK}'" in line and "uid=7" in line
+
+    def test_a_logger_follows_each_new_configuration(self) -> None:
+        """The library's loggers are cached per configuration, never past a new one."""
+        log = get_logger(session="s")
+        first, second = io.StringIO(), io.StringIO()
+        configure(json=True, level="info", stream=first)
+        log.info("one")
+        log.debug("dropped at info")
+        configure(json=False, level="debug", stream=second)
+        log.debug("two")
+        structlog.reset_defaults()
+        log.info("three")  # unconfigured: the NullHandler'd stdlib logger, nowhere
+        assert [json.loads(line)["event"] for line in first.getvalue().splitlines()] == ["one"]
+        assert "event='two'" in second.getvalue() and "session='s'" in second.getvalue()
+        assert "three" not in first.getvalue() + second.getvalue()
 
 
 # --- webhooks --------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import uuid
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
@@ -88,6 +88,10 @@ def _problem(status: int, message: str, headers: Mapping[str, str] | None = None
     return _json({"error": message, "status": status}, status, headers)
 
 
+#: request ids need to be unique, not unpredictable: no system call per request
+_IDS = random.Random()
+
+
 class RequestContext:
     """Pure ASGI middleware: a request id per request, bound to every log line it causes.
 
@@ -109,7 +113,7 @@ class RequestContext:
                 if 0 < len(candidate) <= 128 and candidate.isprintable():
                     request_id = candidate
                 break
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or f"{_IDS.getrandbits(128):032x}"
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NoReturn
@@ -106,7 +107,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = str(uuid.uuid4())
+        request_id = _new_request_id()
         scope[REQUEST_ID_KEY] = request_id
         header = (b"x-request-id", request_id.encode("ascii"))
 
@@ -120,10 +121,18 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+#: request ids need to be unique, not unpredictable: no system call per request
+_IDS = random.Random()
+
+
+def _new_request_id() -> str:
+    return str(uuid.UUID(int=_IDS.getrandbits(128), version=4))
+
+
 def _request_id(scope: Scope) -> str:
     found = scope.get(REQUEST_ID_KEY)
     if found is None:
-        found = scope[REQUEST_ID_KEY] = str(uuid.uuid4())
+        found = scope[REQUEST_ID_KEY] = _new_request_id()
     return str(found)
 
 

@@ -18,6 +18,7 @@ Tiles come back in slot order: row by row, left to right.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -137,6 +138,8 @@ def row_lengths(count: int, shape: GridShape, last_row: str) -> tuple[int, ...]:
     )
 
 
+# A daemon's sessions share a few shapes (canvas, gap, host count): the same tiles each time.
+@functools.lru_cache(maxsize=1024)
 def grid_tiles(
     count: int, area: Rect, gap: int, aspect: Aspect, last_row: str = "center"
 ) -> tuple[Rect, ...]:
