@@ -728,6 +728,13 @@ class SqliteStore:
         desired_rows = [_desired_row(name, value) for name, value in desired.items()]
         if not seq_rows and not desired_rows:
             return
+        if len(seq_rows) + len(desired_rows) == 1:  # one statement is one transaction
+            with self._guard("write desired inputs"):
+                if desired_rows:
+                    self._db.execute(_UPSERT_DESIRED, desired_rows[0])
+                else:
+                    self._db.execute(_UPSERT_CLIENT_SEQ, seq_rows[0])
+            return
         with self._guard("write desired inputs"), self._transaction():
             self._db.executemany(_UPSERT_DESIRED, desired_rows)
             self._db.executemany(_UPSERT_CLIENT_SEQ, seq_rows)
