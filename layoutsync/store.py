@@ -37,6 +37,7 @@ import secrets
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -569,6 +570,9 @@ class SqliteStore:
         self.commit_blocks = synchronous.upper() in ("FULL", "EXTRA")
         self._lock = threading.Lock()
         #: name -> the state this store last wrote for it (``_update_changed``)
+        self._synchronous = synchronous.upper()
+        self._timeout = timeout
+        self._checkpointer: _Checkpointer | None = None
         #: name -> (the state this store last wrote, the row's revision it wrote with it)
         self._written: dict[str, tuple[SessionState, int]] = {}
         #: each write's ``revision``: from a random start, so another store's never match
@@ -581,6 +585,8 @@ class SqliteStore:
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            # checkpoints run in a thread of their own (``_Checkpointer``); this is a backstop
+            self._db.execute(f"PRAGMA wal_autocheckpoint={_BACKSTOP_PAGES}")
             # what is deleted or rewritten is zeroed, so a replaced token leaves no trace
             self._db.execute("PRAGMA secure_delete=ON")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -624,6 +630,8 @@ class SqliteStore:
         # One statement in autocommit mode is one transaction: atomic, and durable per
         # ``synchronous`` when it returns, without a BEGIN and COMMIT round of its own.
         with self._guard("write session state"):
+            if self._checkpointer is None:
+                self._start_checkpointer()
             written = self._written.pop(state.name, None)
             revision = next(self._revisions)
             if written is None or not self._update_changed(*written, state, revision):
@@ -728,6 +736,9 @@ class SqliteStore:
         desired_rows = [_desired_row(name, value) for name, value in desired.items()]
         if not seq_rows and not desired_rows:
             return
+        if self._checkpointer is None:
+            with self._guard("start the checkpoint thread"):
+                self._start_checkpointer()
         if len(seq_rows) + len(desired_rows) == 1:  # one statement is one transaction
             with self._guard("write desired inputs"):
                 if desired_rows:
@@ -769,6 +780,8 @@ class SqliteStore:
 
     def close(self) -> None:
         with self._lock:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
             self._db.close()
 
     def __enter__(self) -> SqliteStore:
@@ -781,6 +794,12 @@ class SqliteStore:
         return f"SqliteStore({self.path!r})"
 
     # --- internals ----------------------------------------------------------------------------
+
+    def _start_checkpointer(self) -> None:
+        if self._checkpointer is None and self.path != ":memory:":
+            self._checkpointer = _Checkpointer(self.path, self._synchronous, self._timeout)
+            # a store dropped without close() stops its thread too
+            weakref.finalize(self, self._checkpointer.close)
 
     @contextlib.contextmanager
     def _guard(self, what: str) -> Iterator[None]:
@@ -858,6 +877,46 @@ class SqliteStore:
                 f"{self.path}: the row of session {values['name']!r} is damaged "
                 f"({type(exc).__name__}); delete it with `layoutsync destroy` or restore a backup"
             ) from None
+
+
+#: The main connection checkpoints only when the WAL outgrows this (40 MB of 4 KB pages):
+#: the checkpoint thread normally keeps it far smaller.
+_BACKSTOP_PAGES = 10_000
+
+
+class _Checkpointer:
+    """Copies the WAL into the database file from a thread and a connection of its own.
+
+    SQLite's automatic checkpoint runs inside whichever commit crosses 1,000
+    WAL pages, fsyncing the WAL and the database file (``synchronous`` NORMAL
+    or FULL): in the daemon, whose writes run on its event loop, that held
+    every event in flight for 10-26 ms a few times a second. A PASSIVE
+    checkpoint here waits for no writer and blocks none; the commits' own
+    durability is unchanged (a commit is durable in the WAL).
+    """
+
+    INTERVAL = 0.5  #: seconds between checkpoints
+
+    def __init__(self, path: str, synchronous: str, timeout: float) -> None:
+        self._stop = threading.Event()
+        self._db = sqlite3.connect(
+            path, timeout=timeout, isolation_level=None, check_same_thread=False
+        )
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._thread = threading.Thread(target=self._run, name="layoutsync-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.INTERVAL):
+            with contextlib.suppress(sqlite3.Error):  # busy or closed: the next round, or none
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def close(self) -> None:
+        if not self._stop.is_set():
+            self._stop.set()
+            if self._thread is not threading.current_thread():
+                self._thread.join()
+            self._db.close()
 
 
 def _aged(

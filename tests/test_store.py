@@ -8,6 +8,7 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -618,3 +619,32 @@ _V2_COLUMNS = (
     "orphan",
     "updated_at",
 )
+
+
+class TestCheckpoints:
+    """The WAL is copied into the database by a thread of the store's, not inside a commit."""
+
+    def test_commits_leave_checkpoints_to_the_thread(self, tmp_path: Path) -> None:
+        path = tmp_path / "state.db"
+        with SqliteStore(path, synchronous="NORMAL") as store:
+            assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 10_000
+            before = path.stat().st_size
+            for number in range(400):  # about 1,200 WAL pages: past SQLite's default of 1,000
+                store.save(
+                    SessionState(f"s{number}", "i", applied_body=_body(60), applied_hash="h")
+                )
+            deadline = time.monotonic() + 10
+            while path.stat().st_size <= before and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert path.stat().st_size > before  # the thread copied the WAL in
+            thread = store._checkpointer._thread  # type: ignore[union-attr]
+            assert thread.is_alive()
+        assert not thread.is_alive()  # close() stops it
+        with SqliteStore(path) as reopened:
+            assert reopened.load("s399") is not None
+
+    def test_a_store_only_read_starts_no_thread(self, tmp_path: Path) -> None:
+        with SqliteStore(tmp_path / "state.db") as store:
+            store.load("missing")
+            store.names()
+            assert store._checkpointer is None
