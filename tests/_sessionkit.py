@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
-import queue
-import re
 import subprocess
-import sys
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,6 +21,7 @@ from layoutsync.emulator import (
     SyncASGITransport,
     create_app,
 )
+from layoutsync.emulator.process import run_emulator
 from layoutsync.spec import LayoutSpec, load_spec
 
 IN_TOKEN = "input-SECRET-token-0001"
@@ -206,41 +202,12 @@ class EmulatorProcess:
         return sum(1 for r in self.requests() if r["kind"] == kind)
 
 
-def _pump(stream: Any, into: queue.Queue[str | None]) -> None:
-    for line in iter(stream.readline, ""):
-        into.put(line)
-    into.put(None)
-
-
 @contextlib.contextmanager
 def emulator_process(*flags: str) -> Iterator[EmulatorProcess]:
     """Start the emulator on a free loopback port; stop it (SIGTERM) afterwards."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    for name in ("LAYOUTSYNC_APP_ID", "LAYOUTSYNC_CUSTOMER_KEY", "LAYOUTSYNC_CUSTOMER_SECRET"):
-        env.pop(name, None)
-    command = [sys.executable, "-m", "layoutsync", "emulator", "--port", "0", *flags]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    )
-    lines: queue.Queue[str | None] = queue.Queue()
-    threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True).start()
-    running: EmulatorProcess | None = None
-    try:
-        seen: list[str] = []
-        while running is None:
-            line = lines.get(timeout=30)
-            assert line is not None, "the emulator exited early:\n" + "".join(seen)
-            seen.append(line)
-            found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-            if found:
-                running = EmulatorProcess(found.group(1), process)
-        yield running
-    finally:
-        if running is not None:
-            running.admin.close()
-        process.terminate()
+    with run_emulator(*flags) as started:
+        running = EmulatorProcess(started.base_url, started.process)
         try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+            yield running
+        finally:
+            running.admin.close()

@@ -11,12 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
-import queue
 import subprocess
-import sys
-import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +32,7 @@ from layoutsync.emulator import (
     SyncASGITransport,
     create_app,
 )
+from layoutsync.emulator.process import run_emulator
 from layoutsync.errors import (
     BadRequest,
     Forbidden,
@@ -562,54 +558,17 @@ class Process:
     base_url: str
 
 
-def _read_lines(stream: Any, out: queue.Queue[str]) -> None:
-    for line in stream:
-        out.put(line)
-
-
 @pytest.fixture
 def emulator_process() -> Iterator[Process]:
     """``layoutsync emulator`` on a free loopback port (``--port 0``), stopped afterwards."""
-    command = [
-        sys.executable, "-m", "layoutsync", "emulator", "--host", "127.0.0.1", "--port", "0",
+    flags = [
+        "--host", "127.0.0.1",
         "--app-id", "e2e-app", "--customer-key", "e2e-key", "--customer-secret", "e2e-secret",
         "--fault", "create:commit-drop:1", "--fault", "update:503:1", "--fault", "query:delay:1",
         "--fault-delay", "4",
     ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAYOUTSYNC_")}
-    proc = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=ROOT,
-        env=env,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True).start()
-    try:
-        deadline = time.monotonic() + 20
-        base_url = None
-        seen = []
-        while base_url is None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or proc.poll() is not None:
-                pytest.fail(f"the emulator did not start: {''.join(seen)!r}")
-            try:
-                line = lines.get(timeout=min(remaining, 0.5))
-            except queue.Empty:
-                continue
-            seen.append(line)
-            if "listening on " in line:
-                base_url = line.split("listening on ", 1)[1].strip()
-        yield Process(proc, base_url)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+    with run_emulator(*flags, cwd=ROOT, ready_timeout=20) as running:
+        yield Process(running.process, running.base_url)
 
 
 @pytest.mark.e2e

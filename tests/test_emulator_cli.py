@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import queue
-import re
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -19,6 +13,7 @@ from emulator_helpers import av_transcoder, body, update_params
 from layoutsync.cli import build_parser, main
 from layoutsync.cli.emulator import build_config
 from layoutsync.emulator import DEFAULT_APP_ID, DEFAULT_CUSTOMER_KEY, DEFAULT_CUSTOMER_SECRET
+from layoutsync.emulator.process import run_emulator
 
 
 def _config(*flags: str):
@@ -103,41 +98,13 @@ def test_bad_flags_exit_2_with_a_clear_message(
 # --- end to end ------------------------------------------------------------------------------
 
 
-def _lines(stream, into: queue.Queue) -> None:
-    for line in iter(stream.readline, ""):
-        into.put(line)
-    into.put(None)
-
-
 @pytest.mark.e2e
 def test_emulator_process_end_to_end(tmp_path: Path) -> None:
     secret = "e2e-secret-value"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    for name in ("LAYOUTSYNC_APP_ID", "LAYOUTSYNC_CUSTOMER_KEY", "LAYOUTSYNC_CUSTOMER_SECRET"):
-        env.pop(name, None)
-    command = [sys.executable, "-m", "layoutsync", "emulator", "--port", "0"]
-    command += ["--customer-key", "e2e-key", "--customer-secret", secret, "--app-id", "e2e-app"]
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
-    output: queue.Queue = queue.Queue()
-    threading.Thread(target=_lines, args=(process.stdout, output), daemon=True).start()
-    seen: list[str] = []
-    try:
-        base_url = None
-        while base_url is None:
-            line = output.get(timeout=30)  # bounded wait for readiness
-            assert line is not None, "emulator exited early:\n" + "".join(seen)
-            seen.append(line)
-            found = re.search(r"listening on (http://127\.0\.0\.1:(\d+))", line)
-            if found:
-                base_url = found.group(1)
-                assert int(found.group(2)) > 0
+    flags = ["--customer-key", "e2e-key", "--customer-secret", secret, "--app-id", "e2e-app"]
+    with run_emulator(*flags, cwd=tmp_path) as running:
+        base_url = running.base_url
+        assert int(base_url.rsplit(":", 1)[1]) > 0
         with httpx.Client(base_url=base_url, auth=("e2e-key", secret), timeout=10) as client:
             assert client.get("/_emulator/health").json()["ok"] is True
             api = "/v1/projects/e2e-app/rtsc/cloud-transcoder"
@@ -169,17 +136,8 @@ def test_emulator_process_end_to_end(tmp_path: Path) -> None:
             assert gone.status_code == 404
             unauthorised = httpx.get(f"{base_url}{api}/tasks/{task_id}")
             assert unauthorised.status_code == 401 and unauthorised.headers["X-Request-ID"]
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-    while (line := output.get(timeout=5)) is not None:
-        seen.append(line)
-    printed = "".join(seen)
-    assert process.returncode == 0, printed
+    printed = running.output(to_the_end=True)
+    assert running.process.returncode == 0, printed
     assert "e2e-key" in printed and "e2e-app" in printed
     assert secret not in printed
     assert "Traceback" not in printed

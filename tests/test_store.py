@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import layoutsync.store as store_module
 from layoutsync.errors import StateError
 from layoutsync.store import (
     DesiredInputs,
@@ -526,8 +527,6 @@ class TestColumnWrites:
     def test_settling_an_update_moves_the_body_without_encoding_it(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        import layoutsync.store as store_module
-
         with SqliteStore(tmp_path / "state.db") as store:
             state = SessionState("demo", "demo-instance", applied_body=_body(1), applied_hash="h1")
             store.save(state)
@@ -604,21 +603,7 @@ class TestColumnWrites:
             assert db.execute("PRAGMA user_version").fetchone()[0] == 3
 
 
-_V2_COLUMNS = (
-    "name",
-    "instance_id",
-    "builder_token",
-    "token_acquired_at",
-    "task_id",
-    "sequence_id",
-    "applied_body",
-    "applied_hash",
-    "applied_inputs",
-    "desired",
-    "intent",
-    "orphan",
-    "updated_at",
-)
+_V2_COLUMNS = tuple(column for column in store_module._COLUMNS if column != "intent_body")
 
 
 class TestCheckpoints:

@@ -42,15 +42,9 @@ import asyncio
 import bisect
 import contextlib
 import json
-import os
-import queue
 import random
-import re
 import statistics
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -60,6 +54,7 @@ from typing import Any
 import httpx
 import orjson
 
+from ..emulator.process import run_emulator
 from . import BenchOptions, Figure, quiet_logs
 from .daemon import _Probe, _spec
 
@@ -338,37 +333,5 @@ async def _measure(
 @contextlib.contextmanager
 def _emulator_process(qps: float) -> Iterator[str]:
     """``layoutsync emulator --port 0 --qps QPS`` on loopback; yields its base URL."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    for name in ("LAYOUTSYNC_APP_ID", "LAYOUTSYNC_CUSTOMER_KEY", "LAYOUTSYNC_CUSTOMER_SECRET"):
-        env.pop(name, None)
-    command = [sys.executable, "-m", "layoutsync", "emulator", "--port", "0", "--qps", f"{qps:g}"]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    )
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in iter(process.stdout.readline, ""):
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    try:
-        seen: list[str] = []
-        while True:
-            line = lines.get(timeout=30)
-            if line is None:
-                raise RuntimeError("the emulator exited early:\n" + "".join(seen))
-            seen.append(line)
-            found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-            if found:
-                break
-        yield found.group(1)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+    with run_emulator("--qps", f"{qps:g}") as emulator:
+        yield emulator.base_url
