@@ -569,7 +569,6 @@ class SqliteStore:
         #: a commit waits for an fsync (FULL, EXTRA): the daemon's journal writes in a thread
         self.commit_blocks = synchronous.upper() in ("FULL", "EXTRA")
         self._lock = threading.Lock()
-        #: name -> the state this store last wrote for it (``_update_changed``)
         self._synchronous = synchronous.upper()
         self._timeout = timeout
         self._checkpointer: _Checkpointer | None = None

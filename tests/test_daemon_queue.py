@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextvars
 import random
 
 import httpx
@@ -486,3 +487,37 @@ class TestTokenBucket:
         with pytest.raises(asyncio.CancelledError):
             await waiter
         assert bucket.available() == pytest.approx(0.0)
+
+
+class TestGiveBacks:
+    """A token given back never lets a later reservation ahead of those already waiting."""
+
+    def test_a_give_back_with_reservations_behind_it_is_lost(self) -> None:
+        clock = FakeClock(0.0)
+        bucket = TokenBucket(10, 1, margin=0.0, clock=clock)
+        first = contextvars.copy_context()
+        assert first.run(bucket.reserve_now) == 0.0
+        assert bucket.reserve_now() == pytest.approx(0.1)
+        assert bucket.reserve_now() == pytest.approx(0.2)
+        first.run(bucket.cancel_now)  # the first changes its mind: two wait behind it
+        # the next goes after the two that wait (0.3), not into the slot of the last (0.2)
+        assert bucket.reserve_now() == pytest.approx(0.3)
+
+    def test_the_latest_reservation_gives_its_token_back(self) -> None:
+        clock = FakeClock(0.0)
+        bucket = TokenBucket(10, 1, margin=0.0, clock=clock)
+        assert bucket.reserve_now() == 0.0
+        assert bucket.reserve_now() == pytest.approx(0.1)
+        bucket.cancel_now()  # nobody behind it
+        assert bucket.reserve_now() == pytest.approx(0.1)
+
+    def test_with_nobody_waiting_any_give_back_counts(self) -> None:
+        clock = FakeClock(0.0)
+        bucket = TokenBucket(10, 1, margin=0.0, clock=clock)
+        early = contextvars.copy_context()
+        early.run(bucket.reserve_now)
+        clock.advance(1.0)
+        bucket.reserve_now()
+        clock.advance(1.0)  # both tokens' slots have passed: the balance is back to the burst
+        early.run(bucket.cancel_now)
+        assert bucket.available() == pytest.approx(1.0)

@@ -129,6 +129,8 @@ class TokenBucket:
 
     __slots__ = (
         "_clock",
+        "_reservation",
+        "_reserved",
         "_sleep",
         "_stamp",
         "_tokens",
@@ -156,6 +158,11 @@ class TokenBucket:
         self._sleep = sleep
         self._tokens = float(self.burst)
         self._stamp = clock()
+        self._reserved = 0  #: reservations taken so far; the last one's number
+        #: the number of the calling task's last reservation (for ``cancel``)
+        self._reservation: contextvars.ContextVar[int] = contextvars.ContextVar(
+            f"layoutsync_bucket_{id(self)}", default=0
+        )
 
     def __repr__(self) -> str:
         return f"TokenBucket(qps={self.qps:g}, rate={self.rate:g}, burst={self.burst})"
@@ -170,12 +177,17 @@ class TokenBucket:
         now = self._clock() if now is None else now
         self._refill(now)
         self._tokens -= 1.0
+        self._reserved += 1
+        self._reservation.set(self._reserved)
         return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
 
     def cancel_now(self, now: float | None = None) -> None:
-        """Give back a token that was reserved and not used."""
+        """Give back a token that was reserved and not used: only while no reservation
+        waits behind the caller's, since the token would go to the next one to come,
+        ahead of those already waiting (and two sends would share a slot)."""
         self._refill(self._clock() if now is None else now)
-        self._tokens = min(float(self.burst), self._tokens + 1.0)
+        if self._tokens >= 0 or self._reservation.get() == self._reserved:
+            self._tokens = min(float(self.burst), self._tokens + 1.0)
 
     def available(self, now: float | None = None) -> float:
         """Tokens that could be taken without waiting (negative while callers queue)."""
