@@ -419,10 +419,25 @@ class TestDesiredState:
         body = response.json()
         assert [item["name"] for item in body["sessions"]] == ["lobby", "mirror", "stage"]
         assert body["configErrors"] == {}
+        assert body["total"] == 3
         assert "007eJx" not in response.text
+
+    async def test_list_sessions_by_page(self, harness: Harness) -> None:
+        async def page(query: str) -> tuple[list[str], int]:
+            body = (await harness.api.get(f"/v1/sessions?{query}", headers=AUTH)).json()
+            return [item["name"] for item in body["sessions"]], body["total"]
+
+        assert await page("limit=2") == (["lobby", "mirror"], 3)
+        assert await page("offset=2&limit=2") == (["stage"], 3)
+        assert await page("offset=1") == (["mirror", "stage"], 3)
+        assert await page("offset=5") == ([], 3)
+        assert await page("limit=0") == ([], 3)
 
 
 BAD_REQUESTS = [
+    ("GET", "/v1/sessions?limit=-1", None, "limit: '-1' is not a count; give an integer from 0"),
+    ("GET", "/v1/sessions?offset=two", None, "offset: 'two' is not a count"),
+    ("GET", "/v1/sessions?limit=%D9%A3", None, "limit:"),  # an Arabic-Indic 3
     ("PUT", "/v1/sessions/lobby/hosts/0", None, "uid: 0 is outside 1..4294967295"),
     ("PUT", "/v1/sessions/lobby/hosts/4294967296", None, "outside"),
     ("PUT", "/v1/sessions/lobby/hosts/-5", None, "not an integer uid"),

@@ -161,6 +161,16 @@ def _uid(value: object, where: str, *, text: bool = False) -> int:
         raise ApiProblem(400, str(exc)) from None
 
 
+def _count_param(request: Request, name: str, default: int) -> int:
+    """A non-negative integer query parameter, or a 400 that names it."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
+        raise ApiProblem(400, f"{name}: {raw!r} is not a count; give an integer from 0")
+    return int(raw)
+
+
 def _session_json(daemon: Daemon, name: str, *, detailed: bool) -> dict[str, Any]:
     """A session's status: desired state, what is live, what is owed. Secrets redacted."""
     managed = daemon.get(name)
@@ -274,12 +284,19 @@ def create_app(
     async def metrics(_: Request) -> Response:
         return Response(daemon.metrics.render(), media_type=CONTENT_TYPE)
 
-    async def list_sessions(_: Request) -> Response:
+    async def list_sessions(request: Request) -> Response:
+        # Each entry costs tens of microseconds on the loop: with thousands of sessions a
+        # page (the dashboard asks for one) keeps a poll from stalling every reconcile.
+        names = daemon.names()
+        offset = _count_param(request, "offset", 0)
+        limit = _count_param(request, "limit", len(names))
         return _json(
             {
                 "sessions": [
-                    _session_json(daemon, name, detailed=False) for name in daemon.names()
+                    _session_json(daemon, name, detailed=False)
+                    for name in names[offset : offset + limit]
                 ],
+                "total": len(names),
                 "configErrors": {
                     name: str(error) for name, error in sorted(daemon.catalog.errors.items())
                 },

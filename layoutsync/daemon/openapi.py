@@ -115,6 +115,16 @@ def _static(summary: str, media: str) -> dict[str, Any]:
     )
 
 
+def _count(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": "integer", "minimum": 0},
+    }
+
+
 def _preview(media: str) -> dict[str, Any]:
     live = {
         "name": "live",
@@ -181,8 +191,13 @@ def openapi_document(version: str | None = None) -> dict[str, Any]:
         },
         "/v1/sessions": {
             "get": _op(
-                "every session's status, and spec files that failed to load",
-                {"200": _json("sessions and configErrors"), **_errors(401)},
+                "every session's status (in name order; a page with offset and limit), "
+                "their total, and spec files that failed to load",
+                {"200": _json("sessions, total and configErrors"), **_errors(400, 401)},
+                params=(
+                    _count("offset", "sessions to skip (default 0)"),
+                    _count("limit", "sessions to list at most (default: all)"),
+                ),
             )
         },
         "/v1/sessions/{name}": {

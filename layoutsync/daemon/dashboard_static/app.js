@@ -149,8 +149,9 @@ function render(data) {
     p.textContent = `${name}: ${message}`;
     return p;
   }));
-  const count = `${all.length} session${all.length === 1 ? "" : "s"}`;
-  $("summary").textContent = all.length > sessions.length
+  const total = data.total ?? all.length;
+  const count = `${total} session${total === 1 ? "" : "s"}`;
+  $("summary").textContent = total > sessions.length
     ? `${count} (the first ${sessions.length} shown)` : count;
   $("updated").textContent = "updated " + new Date().toLocaleTimeString();
 }
@@ -179,7 +180,7 @@ async function refreshPreview(session, img) {
 async function poll() {
   timer = null;
   try {
-    const response = await api("/v1/sessions");
+    const response = await api(`/v1/sessions?limit=${MAX_CARDS}`);
     if (!response.ok) throw new Error(`GET /v1/sessions: HTTP ${response.status}`);
     render(await response.json());
     $("problem").hidden = true;
