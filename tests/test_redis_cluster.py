@@ -206,6 +206,24 @@ class TestFencing:
         _, live = await b.heartbeat(leave=True)
         assert live == {}
 
+    async def test_a_replicas_entry_lapses_with_its_last_lease_not_before(
+        self, store: RedisStore, aredis: Any
+    ) -> None:
+        """A takeover takes one round: when the entry of a replica that died is gone, so
+        are its leases (its renewals come after its heartbeat in each round)."""
+        a = LeaseTable(aredis, store.keys, "a", ttl=1.0)
+        b = LeaseTable(aredis, store.keys, "b", ttl=5.0)
+        await a.heartbeat()
+        await asyncio.sleep(0.3)  # a round's renewals run after its heartbeat
+        await a.acquire(["hall"])  # ... then "a" dies
+        now_ms, live = await b.heartbeat()
+        lapses_ms = int(await aredis.pexpiretime(store.keys.lease("hall")))
+        assert live["a"] > lapses_ms
+        await asyncio.sleep((live["a"] - now_ms) / 1000 + 0.003)  # what b's next round waits
+        _, live = await b.heartbeat()
+        assert "a" not in live
+        assert (await b.acquire(["hall"]))[0] == {"hall"}  # in the round that sees it gone
+
 
 class TestRendezvous:
     def test_only_the_sessions_of_a_leaving_replica_move(self) -> None:

@@ -23,8 +23,12 @@ Spreading
     expiry in Redis' clock). Each session belongs to the replica with the
     highest rendezvous score (BLAKE2b of replica and session name): when a
     replica joins or leaves, only the sessions whose top scorer changed move.
-    A replica that dies is noticed when its entry expires; the others retry
-    just after that moment, so a takeover takes about one lease TTL.
+    A replica's entry is pushed out with every lease renewal to the expiry of
+    those leases, so when a replica dies its entry lapses with its last lease;
+    each other replica has its next round at that moment (it knows the
+    entry's expiry from its previous round) and takes over in that one round.
+    A takeover therefore lands at most one TTL after the replica's last
+    renewal, plus one reconcile.
 
 Events at any replica
     ``RedisStore.record_event``/``record_notification`` change the desired
@@ -79,6 +83,10 @@ DEFAULT_LEASE_TTL = 10.0
 
 #: Share of the TTL a lease counts as held on the local clock (clock-rate drift, latency).
 _LEASE_SAFETY = 0.85
+
+#: How long after another replica's entry (or a lease held elsewhere) lapses a round looks
+#: again: Redis removes the entry at its millisecond, the lease is gone one before it.
+_EXPIRY_SLACK = 0.003
 
 _CHUNK = 500  # names per lease script call (Redis runs one script at a time)
 
@@ -136,11 +144,14 @@ for i = 1, #members do table.insert(out, members[i]) end
 return out
 """
 
-# KEYS: n lease keys, then n fence keys. ARGV: replica id, ttl ms, then the n tokens this
-# replica believes it holds ('' none). Per name: the token held now, or '-<pttl ms>' when
-# another replica holds it. A lease left by an earlier process with the same id is taken over.
+# KEYS: n lease keys, n fence keys, then the replicas zset. ARGV: replica id, ttl ms, then
+# the n tokens this replica believes it holds ('' none). Per name: the token held now, or
+# '-<pttl ms>' when another replica holds it. A lease left by an earlier process with the
+# same id is taken over. Last, the replica's entry in the set is pushed out to the expiry of
+# the leases just renewed (never earlier), so the entry of a replica that dies lapses with
+# its last lease, not before it: the others take over in the round that sees it gone.
 _ACQUIRE = """
-local n = #KEYS / 2
+local n = (#KEYS - 1) / 2
 local me = ARGV[1] .. '|'
 local out = {}
 for i = 1, n do
@@ -156,6 +167,12 @@ for i = 1, n do
   else
     out[i] = '-' .. redis.call('PTTL', lease)
   end
+end
+local t = redis.call('TIME')
+local expiry = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + 1 + tonumber(ARGV[2])
+local score = redis.call('ZSCORE', KEYS[#KEYS], ARGV[1])
+if score and tonumber(score) < expiry then
+  redis.call('ZADD', KEYS[#KEYS], expiry, ARGV[1])
 end
 return out
 """
@@ -369,7 +386,9 @@ class LeaseTable:
             chunk = names[start : start + _CHUNK]
             sent_at = self._clock()
             reply = await self._acquire(
-                keys=[self.keys.lease(n) for n in chunk] + [self.keys.fence(n) for n in chunk],
+                keys=[self.keys.lease(n) for n in chunk]
+                + [self.keys.fence(n) for n in chunk]
+                + [self.keys.replicas],
                 args=[
                     self.replica_id,
                     self.ttl_ms,
@@ -864,12 +883,14 @@ class ClusterDaemon(Daemon):
             )
         self._round_ok_at = time.monotonic()
         wait = ttl / 3
+        # Another replica's entry lapses with its last lease (``_ACQUIRE``): look again just
+        # after that moment, which is when a replica that died can be taken over.
         others = [expiry - now_ms for r, expiry in replicas.items() if r != me]
         if others:
-            wait = min(wait, max(0.0, min(others) / 1000) + 0.01)
+            wait = min(wait, max(0.0, min(others) / 1000) + _EXPIRY_SLACK)
         if soonest is not None:
-            wait = min(wait, soonest + 0.01)
-        return max(wait, 0.01)
+            wait = min(wait, soonest + _EXPIRY_SLACK)
+        return max(wait, _EXPIRY_SLACK)
 
     async def _wake_loop(self) -> None:
         channel = self.redis_store.keys.wake
