@@ -274,14 +274,46 @@ class TestSharedBucket:
         stamps: list[float] = []
 
         async def send() -> None:
-            await bucket.admit()  # a token already in hand: only the window decides
-            stamps.append(time.monotonic())
+            async with bucket.sending():  # a token already in hand: only the window decides
+                stamps.append(time.monotonic())
 
         await asyncio.gather(*(send() for _ in range(25)))
         stamps.sort()
         assert stamps[-1] - stamps[0] >= 2.0 - 0.05  # 25 sends at 10 per second
         # stamps are taken after each admission returns: a late wake-up only adds to one
         assert all(stamps[i + 10] - stamps[i] >= 1.0 - 0.1 for i in range(len(stamps) - 10))
+
+    async def test_sends_that_arrive_late_cannot_crowd_one_second_at_the_service(
+        self, aredis: Any
+    ) -> None:
+        """A slot is held from a send's admission until a window after its answer: ten
+        sends that take half a second to arrive (a busy CPU, a slow link) and ten admitted
+        as soon as the window lets them never share a second, where counting admissions
+        alone would put all twenty into one."""
+        bucket = RedisTokenBucket(aredis, "late:bucket", qps=10, margin=0)
+        arrived: list[float] = []
+
+        async def send(on_the_way: float) -> None:
+            async with bucket.sending():
+                await asyncio.sleep(on_the_way)
+                arrived.append(time.time())  # stamped by the service (Redis' clock here)
+
+        slow = [asyncio.ensure_future(send(0.5)) for _ in range(10)]
+        await asyncio.sleep(0.05)
+        await asyncio.gather(*slow, *(send(0.0) for _ in range(10)))
+        arrived.sort()
+        assert all(arrived[i + 10] - arrived[i] > 1.0 - 0.005 for i in range(10))
+
+    async def test_a_send_that_never_answers_holds_its_slot_for_its_flight(
+        self, aredis: Any
+    ) -> None:
+        bucket = RedisTokenBucket(aredis, "lost:bucket", qps=1, margin=0, flight=0.4)
+        dead = bucket.sending()
+        await dead.__aenter__()  # admitted, then the replica died: no answer ever comes
+        started = time.monotonic()
+        async with bucket.sending():
+            waited = time.monotonic() - started
+        assert 0.4 + 1.0 - 0.05 < waited < 0.4 + 1.0 + 0.3
 
     async def test_paces_below_the_quota_with_a_burst_that_fits_one_second(
         self, aredis: Any

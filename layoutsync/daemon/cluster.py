@@ -54,7 +54,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,20 +218,37 @@ return string.format('%.6f', -tokens / rate) .. ' ' .. n
 """
 
 
-# KEYS[1] zset of the last second's sends. ARGV: cap, window ms, member. The wait in seconds
-# (0: admitted, recorded now).
+# The fleet's sends of the last window. KEYS[1] zset: member -> when the send's slot is
+# counted until less the window (its answer's time once answered, its admission + the longest
+# flight while in flight). ARGV: cap, window ms, member, flight ms. The wait in seconds (0:
+# admitted, the member is in flight now).
 _ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local window = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], window * 2)
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[4]) + window * 2))
   return '0'
 end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return string.format('%.4f', (tonumber(oldest[2]) + window - now) / 1000 + 0.0005)
+local first = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2])
+if first > now then  -- every slot is in flight: look again soon (an answer frees one)
+  return string.format('%.4f', math.min(first + window - now, 50) / 1000)
+end
+return string.format('%.4f', (first + window - now) / 1000 + 0.0005)
+"""
+
+# KEYS[1] the zset of _ADMIT. ARGV: member. The send was answered: its slot counts until
+# now + the window (never later than it did while in flight).
+_ANSWERED = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) > now then
+  redis.call('ZADD', KEYS[1], now, ARGV[1])
+end
+return 1
 """
 
 
@@ -247,20 +264,30 @@ class RedisTokenBucket:
     """
 
     def __init__(
-        self, client: Any, key: str, qps: float, burst: int = 1, *, margin: float = 0.05
+        self,
+        client: Any,
+        key: str,
+        qps: float,
+        burst: int = 1,
+        *,
+        margin: float = 0.05,
+        flight: float = 30.0,
     ) -> None:
         self.rate, self.burst = pacing(qps, burst, margin)
         self.qps = float(qps)
         self.margin = float(margin)
         self.key = key
-        #: at most ``window_cap`` sends in any ``window`` seconds, checked right before each
-        #: send: floor(qps) per second with ``margin`` seconds to spare, so a send that takes
-        #: that long to arrive cannot make a second at the service hold more; the pacing
-        #: above stays at or below this cap, so it only clips bunches
+        #: at most ``window_cap`` sends hold a slot of the fleet's window at once: a slot is
+        #: held from a send's admission, right before it leaves, until ``window`` seconds
+        #: after its answer (``sending``), so no 1-second span at the service, on any clock,
+        #: holds more; the pacing above stays below this cap, which only clips bunches
         self.window_cap = max(1, int(self.qps))
-        self.window = 1.0 + margin
+        self.window = 1.0
+        #: how long a send without an answer holds its slot (a replica that died mid-send)
+        self.flight = float(flight)
         self._script = client.register_script(_TAKE)
         self._admit = client.register_script(_ADMIT)
+        self._answered = client.register_script(_ANSWERED)
         self._sent = itertools.count()
         self._member = uuid.uuid4().hex
         #: the number of this task's last reservation: given back in full only by the latest
@@ -288,10 +315,11 @@ class RedisTokenBucket:
             await self._script(keys=[self.key], args=[self.rate, self.burst, "1", number])
 
     async def acquire(self) -> float:
-        """Reserve, then wait for the token; returns the seconds waited.
+        """Reserve, then wait for the token and the fleet's window; the seconds waited.
 
-        (The daemon's transport reserves and sleeps itself, and calls ``admit`` right
-        before the send, in ``FencedTransport``.)
+        For a send that follows at once (the daemon's transport reserves and sleeps
+        itself, and holds its send in ``sending`` right before the bytes leave, in
+        ``FencedTransport``).
         """
         delay = await self.reserve()
         if delay > 0:
@@ -300,28 +328,50 @@ class RedisTokenBucket:
             except BaseException:
                 await self.cancel()
                 raise
-        return delay + await self.admit()
+        async with self.sending() as waited:
+            return delay + waited
 
-    async def admit(self) -> float:
-        """Wait until fewer than ``window_cap`` sends of the fleet fall in the last window.
+    @contextlib.asynccontextmanager
+    async def sending(self) -> AsyncIterator[float]:
+        """Hold one send of the fleet's window: admitted on entry, answered on exit.
 
-        The bucket paces the fleet on average; this clips what a slow moment between a
-        token and its send (a busy CPU, a compile) would bunch up. Returns the seconds waited.
+        The service counts a request when it arrives, somewhere between its admission
+        here and its answer; so a send's slot counts from its admission until one window
+        after its answer (until ``flight`` after its admission while no answer came, e.g.
+        from a replica that died). Then, whatever the delays between the admission, the
+        bytes leaving and the service's clock, no second at the service holds more than
+        ``window_cap`` requests: of the sends that arrived within one second, the last to
+        be admitted found every other one admitted and either in flight or answered within
+        that second. Yields the seconds waited for a slot.
         """
+        waited, member = await self._admit_one()
+        try:
+            yield waited
+        finally:
+            with contextlib.suppress(*_redis_errors()):
+                await self._answered(keys=[f"{self.key}:sent"], args=[member])
+
+    async def _admit_one(self) -> tuple[float, str]:
+        """Wait until fewer than ``window_cap`` sends of the fleet hold a slot; take one."""
         waited = 0.0
+        member = f"{self._member}:{next(self._sent)}"
         while True:
-            member = f"{self._member}:{next(self._sent)}"
             try:
                 wait = float(
                     await self._admit(
                         keys=[f"{self.key}:sent"],
-                        args=[self.window_cap, int(self.window * 1000), member],
+                        args=[
+                            self.window_cap,
+                            int(self.window * 1000),
+                            member,
+                            int(self.flight * 1000),
+                        ],
                     )
                 )
             except _redis_errors() as exc:
                 raise StateError(f"Redis: cannot check the shared rate limit: {exc}") from None
             if wait <= 0:
-                return waited
+                return waited, member
             await asyncio.sleep(wait)
             waited += wait
 
@@ -466,25 +516,27 @@ class FencedTransport(httpx.AsyncBaseTransport):
         transport: httpx.AsyncBaseTransport,
         leases: LeaseTable,
         *,
-        admit: Callable[[], Awaitable[float]] | None = None,
+        window: Callable[[], contextlib.AbstractAsyncContextManager[float]] | None = None,
     ) -> None:
         self._transport = transport
         self._leases = leases
-        self._admit = admit
+        self._window = window
         self.refused = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         sender = _SENDER.get()
         await self._confirm(sender)
+        if self._window is None:
+            return await self._transport.handle_async_request(request)
         # the fleet's window of sends last, so no Redis round trip lies between a send's
-        # admission and its bytes (the service counts arrivals). After a wait there the
-        # lease is checked again on this replica's clock: its local deadline ends before
-        # the lease can lapse in Redis, and only a lapsed lease can be taken over
-        waited = await self._admit() if self._admit is not None else 0.0
-        if waited > 0 and sender is not None and self._leases.token(sender[0]) != sender[1]:
-            self.refused += 1
-            raise LeaseLost(sender[0], "expired on this replica's clock")
-        return await self._transport.handle_async_request(request)
+        # admission and its bytes; its slot is held until the answer. After a wait there
+        # the lease is checked again on this replica's clock: its local deadline ends
+        # before the lease can lapse in Redis, and only a lapsed lease can be taken over
+        async with self._window() as waited:
+            if waited > 0 and sender is not None and self._leases.token(sender[0]) != sender[1]:
+                self.refused += 1
+                raise LeaseLost(sender[0], "expired on this replica's clock")
+            return await self._transport.handle_async_request(request)
 
     async def _confirm(self, sender: tuple[str, str | None] | None) -> None:
         if sender is None:
@@ -947,7 +999,7 @@ def build_cluster_daemon(
     client = build_client(
         settings,
         metrics,
-        transport=FencedTransport(base, leases, admit=bucket.admit),
+        transport=FencedTransport(base, leases, window=bucket.sending),
         bucket=bucket,  # type: ignore[arg-type]
         **client_options,
     )
