@@ -123,6 +123,11 @@ class TestStaleOwner:
             return any(r["kind"] == "create" for r in await requests(emu))
 
         await eventually(created)
+
+        async def idle() -> bool:  # the create's answer saved too
+            return not daemon.queue.is_processing("hall") and "hall" not in daemon.queue
+
+        await eventually(idle)
         row = daemon.redis_store.redis.get(daemon.redis_store.keys.state("hall"))
         sent = len(await requests(emu))
         # "paused": its lease loop stops, and its clock does not notice the pause either

@@ -332,18 +332,66 @@ class TestSharedBucket:
             await waiter
         assert 0.5 < await bucket.reserve() <= 1.0  # one ahead, not two
 
-    async def test_a_give_back_lets_no_later_reservation_jump_the_queue(self, aredis: Any) -> None:
-        bucket = RedisTokenBucket(aredis, "q:bucket", qps=1.0, margin=0)
-        await bucket.reserve()  # the balance: 0
-        first = await bucket.reserve()  # waits 1 s
+    async def test_the_fleets_oldest_change_is_served_first(
+        self, redis_server: RedisServer
+    ) -> None:
+        """Two replicas' buckets: the one whose waiting change is older gets the next token,
+        though the other asked first (a FIFO bucket would serve the first to ask)."""
+        import redis.asyncio
 
-        async def later() -> float:
-            return await bucket.reserve()  # another task (replica): waits 2 s
+        clients = [redis.asyncio.Redis.from_url(redis_server.url) for _ in range(2)]
+        a, b = (RedisTokenBucket(c, "o:bucket", qps=4, margin=0) for c in clients)
+        served: list[str] = []
 
-        assert 1.9 < await asyncio.ensure_future(later()) <= 2.0
-        await bucket.cancel()  # the first gives its token back: the second is queued behind
-        # a give-back would have made this one wait 2 s, ahead of the one queued for 2 s
-        assert 0.9 < first <= 1.0 and 2.9 < await bucket.reserve() <= 3.0
+        async def take(bucket: RedisTokenBucket, age: float, name: str) -> None:
+            bucket.change.set(time.monotonic() - age)
+            await asyncio.sleep(await bucket.reserve())
+            served.append(name)
+
+        try:
+            await a.reserve()
+            await a.reserve()  # the fleet's next slot is promised: whoever asks now waits
+            young = asyncio.ensure_future(take(b, 0.1, "b young"))
+            await asyncio.sleep(0.05)
+            old = asyncio.ensure_future(take(a, 3.0, "a old"))
+            also_old = asyncio.ensure_future(take(a, 2.0, "a older than b"))
+            await asyncio.gather(young, old, also_old)
+        finally:
+            for c in clients:
+                await c.aclose()
+        assert served == ["a old", "a older than b", "b young"]
+
+    async def test_a_stalled_holder_delays_the_others_by_at_most_its_staleness(
+        self, redis_server: RedisServer
+    ) -> None:
+        import redis.asyncio
+
+        clients = [redis.asyncio.Redis.from_url(redis_server.url) for _ in range(2)]
+        a, b = (RedisTokenBucket(c, "s:bucket", qps=10, margin=0, stale=0.3) for c in clients)
+        try:
+            await b.reserve()
+            await b.reserve()  # the balance below zero: the next take must wait
+            assert (await a._call("take", 5.0, None))[0] == "W"  # registered, then stalls
+            asked = time.monotonic()
+            b.change.set(time.monotonic())
+            await b.reserve()
+            waited = time.monotonic() - asked
+            left = await clients[0].zscore("s:bucket:waiters", a._member)
+        finally:
+            for c in clients:
+                await c.aclose()
+        assert 0.3 - 0.02 < waited < 0.3 + 0.1 + 0.1  # its staleness, then one slot at most
+        assert left is None  # passed over, and out of the line until it asks again
+
+    async def test_a_younger_change_waits_only_while_tokens_are_short(self, aredis: Any) -> None:
+        a = RedisTokenBucket(aredis, "y:bucket", qps=100, burst=5)
+        b = RedisTokenBucket(aredis, "y:bucket", qps=100, burst=5)
+        assert a.burst == 5
+        # a is granted its oldest and stays in line with its next, a minute old
+        assert (await a._call("take", 90.0, 60.0))[0] == "G"
+        started = time.monotonic()
+        assert await b.reserve() == 0.0  # 4 tokens left: enough for a's next and b's now
+        assert time.monotonic() - started < 0.1
 
     async def test_unreachable_is_a_state_error(self) -> None:
         import redis.asyncio

@@ -49,6 +49,7 @@ import asyncio
 import contextlib
 import contextvars
 import hashlib
+import heapq
 import itertools
 import os
 import socket
@@ -189,32 +190,81 @@ end
 return released
 """
 
-# KEYS[1] bucket. ARGV: rate/s, burst, '1' to give a token back, the reservation given back.
-# Returns "wait-seconds reservation-number" ('0 n': at once).
+# The fleet's token bucket, granted oldest change first. KEYS: the bucket hash (tokens,
+# stamp), the waiters zset (one member per replica's bucket: the time of its oldest change
+# waiting for a token, ms on Redis' clock), the hash of when each member last asked.
+# ARGV: rate/s, burst, mode ('take', 'give' a token back, 'leave' the waiters), member, the
+# age in ms of the change this take serves, the age of the member's next waiting change
+# ('' none), tolerance ms, stale ms.
+# A take is granted when the bucket has a slot free now or within one slot (tokens >= 0,
+# so a grant waits at most 1/rate) and no fresh waiter's change is older than this one's
+# by more than the tolerance -- or when the bucket holds a token for each of those older
+# waiters besides this one, so none of them waits for it. A waiter that has not asked for
+# ``stale`` ms (a replica that died or stalls) is dropped, so it delays the others by at
+# most that long. Returns
+# 'G <seconds to wait>' (granted: the member then waits with its next change, or leaves)
+# or 'W <seconds until asking again>'.
 _TAKE = """
 local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local b = redis.call('HMGET', KEYS[1], 'tokens', 'stamp', 'n')
-local tokens, stamp, n = tonumber(b[1]), tonumber(b[2]), tonumber(b[3]) or 0
+local mode, member = ARGV[3], ARGV[4]
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'stamp')
+local tokens, stamp = tonumber(b[1]), tonumber(b[2])
 if not tokens then tokens, stamp = burst, now end
 if now > stamp then
-  tokens = math.min(burst, tokens + (now - stamp) * rate)
+  tokens = math.min(burst, tokens + (now - stamp) / 1000 * rate)
   stamp = now
 end
-if ARGV[3] ~= '1' then
-  tokens = tokens - 1
-  n = n + 1
-elseif tokens >= 0 or tostring(n) == ARGV[4] then
-  -- a give-back only while nobody waits behind it: with later reservations queued it
-  -- would let the next one jump ahead of them (oldest change first); the slot is lost
-  tokens = math.min(burst, tokens + 1)
+local function save()
+  redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens),
+             'stamp', string.format('%.3f', stamp))
+  for i = 1, 3 do redis.call('EXPIRE', KEYS[i], 3600) end
 end
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'stamp',
-           string.format('%.6f', stamp), 'n', n)
-redis.call('EXPIRE', KEYS[1], 3600)
-if tokens >= 0 then return '0 ' .. n end
-return string.format('%.6f', -tokens / rate) .. ' ' .. n
+if mode == 'leave' then
+  redis.call('ZREM', KEYS[2], member)
+  redis.call('HDEL', KEYS[3], member)
+  return 'W 0'
+end
+if mode == 'give' then
+  tokens = math.min(burst, tokens + 1)
+  save()
+  return 'W 0'
+end
+local slot = 1000 / rate
+local tolerance, stale = tonumber(ARGV[7]), tonumber(ARGV[8])
+local mine = now - tonumber(ARGV[5])
+redis.call('ZADD', KEYS[2], mine, member)
+redis.call('HSET', KEYS[3], member, string.format('%.3f', now))
+local older, stale_in = 0, nil
+local ahead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. (mine - tolerance))
+for _, other in ipairs(ahead) do
+  local asked = tonumber(redis.call('HGET', KEYS[3], other))
+  if (not asked) or asked < now - stale then
+    redis.call('ZREM', KEYS[2], other)
+    redis.call('HDEL', KEYS[3], other)
+  else
+    older = older + 1
+    local left = asked + stale - now
+    if (not stale_in) or left < stale_in then stale_in = left end
+  end
+end
+if (older == 0 and tokens >= 0) or (older > 0 and tokens >= older + 1) then
+  tokens = tokens - 1
+  if ARGV[6] ~= '' then
+    redis.call('ZADD', KEYS[2], now - tonumber(ARGV[6]), member)
+  else
+    redis.call('ZREM', KEYS[2], member)
+    redis.call('HDEL', KEYS[3], member)
+  end
+  save()
+  return string.format('G %.6f', math.max(0, -tokens / rate))
+end
+save()
+local free_in = math.max(0, -tokens) / rate * 1000
+local retry = free_in
+if older > 0 then retry = math.min(math.max(free_in, slot), stale_in) end
+return string.format('W %.6f', math.max(retry, 1) / 1000)
 """
 
 
@@ -253,14 +303,24 @@ return 1
 
 
 class RedisTokenBucket:
-    """A token bucket shared by every replica: at most ``qps`` requests in any second.
+    """A token bucket shared by every replica, granted oldest change first.
 
-    Same contract as the in-process bucket: each take reserves a token at
-    once (``reserve``), possibly driving the shared balance negative, and the
-    caller sleeps until it is earned, so callers of all replicas are served
-    in the order they asked. It paces at ``qps * (1 - margin)`` and caps the
-    burst so that ``burst + floor(rate) <= floor(qps)``: network jitter cannot
-    put more than ``qps`` requests into one second at the service.
+    One Lua script per take (``_TAKE``, on Redis' clock) paces the fleet at
+    ``qps * (1 - margin)`` with the burst capped so that ``burst + floor(rate)
+    <= floor(qps)``. Tokens go to the replica whose oldest change waiting for
+    one is the fleet's oldest (within ``tolerance`` seconds), so sessions are
+    served oldest change first across replicas, not only within each; a
+    replica that stops asking for ``stale`` seconds (dead, stalled) no longer
+    holds the others back. Each replica's waiting workers line up locally by
+    the age of their change, and one task per replica (its *pump*) asks for the
+    oldest of them: at most one request to Redis per replica and token.
+
+    ``reserve`` keeps the ``RateLimiter`` contract with one difference: it
+    returns once this task's turn in the fleet has come, with at most one
+    slot (``1/rate``) left to wait. The change a task's take serves is set in
+    ``change`` (a ``time.monotonic()`` value; unset: the time it asks).
+    ``sending`` then holds the send in the fleet's window, right before the
+    bytes leave (``FencedTransport``).
     """
 
     def __init__(
@@ -272,6 +332,9 @@ class RedisTokenBucket:
         *,
         margin: float = 0.05,
         flight: float = 30.0,
+        tolerance: float = 0.05,
+        stale: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rate, self.burst = pacing(qps, burst, margin)
         self.qps = float(qps)
@@ -285,34 +348,99 @@ class RedisTokenBucket:
         self.window = 1.0
         #: how long a send without an answer holds its slot (a replica that died mid-send)
         self.flight = float(flight)
+        self.tolerance = float(tolerance)
+        #: a waiter asks again at least once a slot; one silent for this long is passed over
+        self.stale = float(stale) if stale is not None else 2.0 / self.rate + 0.25
+        self._clock = clock
         self._script = client.register_script(_TAKE)
         self._admit = client.register_script(_ADMIT)
         self._answered = client.register_script(_ANSWERED)
         self._sent = itertools.count()
         self._member = uuid.uuid4().hex
-        #: the number of this task's last reservation: given back in full only by the latest
-        self._reservation: contextvars.ContextVar[str] = contextvars.ContextVar(
-            f"layoutsync_reservation_{self._member}", default=""
+        self._keys = [key, f"{key}:waiters", f"{key}:asked"]
+        self._waiting: list[tuple[float, int, asyncio.Future[float]]] = []  # a heap
+        self._order = itertools.count()
+        self._pump_task: asyncio.Task[None] | None = None
+        #: when the change the current task's next take serves was made (monotonic)
+        self.change: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+            f"layoutsync_change_{self._member}", default=None
         )
 
     async def reserve(self) -> float:
-        """Take one token; the seconds to wait before using it."""
+        """Wait for this task's turn in the fleet; the seconds left before the token is due."""
+        now = self._clock()
+        changed = self.change.get()
+        at = changed if changed is not None and changed < now else now
+        granted: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (at, next(self._order), granted))
+        if self._pump_task is None or self._pump_task.done():
+            self._pump_task = asyncio.create_task(self._pump(), name="layoutsync-fleet-bucket")
         try:
-            reply = await self._script(keys=[self.key], args=[self.rate, self.burst, "0", ""])
-            wait, number = _text(reply).split()
-            self._reservation.set(number)  # this task's, for a cancel()
-            return float(wait)
-        except _redis_errors() as exc:
-            raise StateError(
-                f"Redis: cannot take a token from the shared rate limit: {exc}"
-            ) from None
+            return await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled() and granted.exception() is None:
+                await self.cancel()  # granted just as the wait was cancelled: not used
+            raise
 
     async def cancel(self) -> None:
-        """Give back a reserved token that will not be used (best effort): only while no
-        reservation waits, so none jumps ahead of those already queued."""
+        """Give back a token that will not be used (best effort); the next goes oldest first."""
         with contextlib.suppress(*_redis_errors()):
-            number = self._reservation.get()
-            await self._script(keys=[self.key], args=[self.rate, self.burst, "1", number])
+            await self._call("give", 0.0, None)
+
+    async def _call(self, mode: str, age: float, next_age: float | None) -> tuple[str, float]:
+        reply = await self._script(
+            keys=self._keys,
+            args=[
+                self.rate,
+                self.burst,
+                mode,
+                self._member,
+                f"{max(0.0, age) * 1000:.3f}",
+                "" if next_age is None else f"{max(0.0, next_age) * 1000:.3f}",
+                f"{self.tolerance * 1000:.3f}",
+                f"{self.stale * 1000:.3f}",
+            ],
+        )
+        kind, seconds = _text(reply).split()
+        return kind, float(seconds)
+
+    def _live(self) -> list[tuple[float, int, asyncio.Future[float]]]:
+        """The two oldest waiters still waiting (cancelled ones dropped from the heap top)."""
+        heap = self._waiting
+        while heap and heap[0][2].done():
+            heapq.heappop(heap)
+        return [w for w in heapq.nsmallest(3, heap) if not w[2].done()][:2]
+
+    async def _pump(self) -> None:
+        """Ask the fleet's bucket for this replica's oldest waiter until none is left."""
+        registered = False
+        try:
+            while live := self._live():
+                now = self._clock()
+                next_age = now - live[1][0] if len(live) > 1 else None
+                kind, seconds = await self._call("take", now - live[0][0], next_age)
+                registered = kind == "W" or next_age is not None
+                if kind == "G":
+                    live = self._live()  # the oldest now (one may have come or gone meanwhile)
+                    if live:
+                        heapq.heappop(self._waiting)[2].set_result(seconds)
+                    else:
+                        await self._call("give", 0.0, None)
+                    continue
+                await asyncio.sleep(seconds)
+            if registered:
+                await self._call("leave", 0.0, None)
+        except _redis_errors() as exc:
+            error = StateError(f"Redis: cannot take a token from the shared rate limit: {exc}")
+            for _, _, waiter in self._waiting:
+                if not waiter.done():
+                    waiter.set_exception(error)
+            self._waiting.clear()
+        except asyncio.CancelledError:
+            for _, _, waiter in self._waiting:
+                waiter.cancel()
+            self._waiting.clear()
+            raise
 
     async def acquire(self) -> float:
         """Reserve, then wait for the token and the fleet's window; the seconds waited.
@@ -793,7 +921,14 @@ class ClusterDaemon(Daemon):
                 return exc
             if not await super()._would_send(managed):
                 return await self._reconcile(managed, refresh=refresh)
-        return await super()._reconcile_paced(managed, refresh=refresh)
+        if self.bucket is None:
+            return await super()._reconcile_paced(managed, refresh=refresh)
+        # the fleet's bucket serves the oldest change of all replicas first: this one's age
+        marker = self.bucket.change.set(self.queue.change_time(managed.name))
+        try:
+            return await super()._reconcile_paced(managed, refresh=refresh)
+        finally:
+            self.bucket.change.reset(marker)
 
     async def _would_send(self, managed: Any) -> bool:
         return True  # planned before the reservation (``_reconcile_paced``): no give-back
