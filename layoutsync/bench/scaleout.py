@@ -602,10 +602,14 @@ def _takeover(root: Path, scale: Scale) -> list[Figure]:
             ok=worst <= goal,
             details={
                 "lease_ttl": scale.lease_ttl,
-                "runs_s": [round(t, 3) for t in took],
-                "lease_lapsed_after_kill_s": [round(e, 3) for e in expiries],
-                "after_the_lapse_s": [round(t - e, 3) for t, e in zip(took, expiries, strict=True)],
-                "sessions_moved": counts,
+                "runs_s": _spaced(took),
+                "lease_lapsed_after_kill_s": _spaced(expiries),
+                "after_the_lapse_s": _spaced([t - e for t, e in zip(took, expiries, strict=True)]),
+                "sessions_moved": " ".join(map(str, counts)),
             },
         )
     ]
+
+
+def _spaced(values: list[float]) -> str:
+    return " ".join(f"{v:.3f}" for v in values)
