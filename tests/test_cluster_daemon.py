@@ -179,6 +179,33 @@ class TestStaleOwner:
         # its plan saw the event (read from Redis first): one token, none given back
         assert (slow.reserved, slow.cancelled) == (1, 0)
 
+    async def test_a_token_is_asked_for_with_the_time_of_the_change_it_serves(
+        self, replica: tuple[ClusterDaemon, httpx.AsyncClient]
+    ) -> None:
+        """What the fleet's bucket orders its grants by (oldest change first)."""
+        daemon, emu = replica
+        daemon.host_joined("hall", 101)
+
+        async def kinds() -> list[str]:
+            return [r["kind"] for r in await requests(emu)]
+
+        await eventually(lambda: _has(kinds(), "create"))
+        bucket = daemon.bucket
+        assert bucket is not None and daemon.rate_limiter is bucket
+        asked: list[float | None] = []
+        reserve = bucket.reserve
+
+        async def noting() -> float:
+            asked.append(bucket.change.get())
+            return await reserve()
+
+        bucket.reserve = noting  # type: ignore[method-assign]
+        before = time.monotonic()
+        daemon.host_joined("hall", 102)
+        after = time.monotonic()
+        await eventually(lambda: _has(kinds(), "update"))
+        assert len(asked) == 1 and asked[0] is not None and before <= asked[0] <= after
+
     async def test_the_transport_refuses_a_send_without_a_confirmed_lease(
         self, redis_server: RedisServer
     ) -> None:

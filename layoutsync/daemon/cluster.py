@@ -40,7 +40,12 @@ Events at any replica
 Quota
     ``RedisTokenBucket``: one token bucket for the whole fleet, one Lua
     script per take on Redis' clock, so N replicas with ``--qps 10`` send at
-    most 10 requests/s together.
+    most 10 requests/s together. Its tokens go oldest change first across
+    the fleet: each replica asks for its oldest waiting change, and a
+    replica silent for a moment (dead, stalled) is passed over. Right before
+    each send a window caps the fleet at ``floor(qps)`` sends holding a slot,
+    each from its admission until one second after its answer, so however
+    late a request leaves or arrives, no second at the service holds more.
 """
 
 from __future__ import annotations
@@ -268,10 +273,10 @@ return string.format('W %.6f', math.max(retry, 1) / 1000)
 """
 
 
-# The fleet's sends of the last window. KEYS[1] zset: member -> when the send's slot is
-# counted until less the window (its answer's time once answered, its admission + the longest
-# flight while in flight). ARGV: cap, window ms, member, flight ms. The wait in seconds (0:
-# admitted, the member is in flight now).
+# The fleet's sends holding a slot. KEYS[1] zset: member -> when its slot ends, less one
+# window: its answer's time once answered, its admission + the longest flight while in
+# flight. ARGV: cap, window ms, member, flight ms. The wait in seconds (0: admitted, the
+# member is in flight now).
 _ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
