@@ -111,6 +111,17 @@ async def eventually(check: Any, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
+async def created(daemon: ClusterDaemon, emu: httpx.AsyncClient) -> Any:
+    """Host 101 joins "hall" and its task is made; returns what lists the calls' kinds."""
+    daemon.host_joined("hall", 101)
+
+    async def kinds() -> list[str]:
+        return [r["kind"] for r in await requests(emu)]
+
+    await eventually(lambda: _has(kinds(), "create"))
+    return kinds
+
+
 class TestStaleOwner:
     async def test_a_stale_owner_neither_writes_nor_sends(
         self, replica: tuple[ClusterDaemon, httpx.AsyncClient]
@@ -153,12 +164,7 @@ class TestStaleOwner:
         self, replica: tuple[ClusterDaemon, httpx.AsyncClient]
     ) -> None:
         daemon, emu = replica
-        daemon.host_joined("hall", 101)
-
-        async def kinds() -> list[str]:
-            return [r["kind"] for r in await requests(emu)]
-
-        await eventually(lambda: _has(kinds(), "create"))
+        kinds = await created(daemon, emu)
 
         class Slow:  # every token must wait: the worker plans first
             rate = 1000.0
@@ -184,12 +190,7 @@ class TestStaleOwner:
     ) -> None:
         """What the fleet's bucket orders its grants by (oldest change first)."""
         daemon, emu = replica
-        daemon.host_joined("hall", 101)
-
-        async def kinds() -> list[str]:
-            return [r["kind"] for r in await requests(emu)]
-
-        await eventually(lambda: _has(kinds(), "create"))
+        kinds = await created(daemon, emu)
         bucket = daemon.bucket
         assert bucket is not None and daemon.rate_limiter is bucket
         asked: list[float | None] = []
