@@ -909,13 +909,14 @@ class ClusterDaemon(Daemon):
         """Token before compile, with the plan made *before* the reservation.
 
         The base daemon plans only when its token must wait, and gives the token back
-        when there is nothing to send. Here that would go wrong twice: the session
-        here may not hold the events other replicas recorded (so its plan says noop
-        and the reconcile then sends on a fresh token, at the back of the queue), and
-        a token given back to the fleet's bucket lets later reservations of every
-        replica jump ahead of older changes. So the desired inputs are read from
-        Redis first, a session with nothing to send takes no token at all, and the
-        rest is the base's wait (its own pre-check is then skipped: ``_would_send``).
+        when there is nothing to send. Here the session may not hold the events
+        other replicas recorded (so its plan says noop and the reconcile then sends
+        on a fresh token, at the back of the line), and a session with nothing to
+        send would still wait its turn in the fleet's line. So the desired inputs are
+        read from Redis first, a session with nothing to send takes no token at all,
+        and the rest is the base's wait (its own pre-check is then skipped:
+        ``_would_send``), with the time of the change it serves in ``bucket.change``
+        (the fleet's bucket serves the oldest change of all replicas first).
         """
         if self.rate_limiter is not None and not refresh:
             try:
@@ -928,7 +929,6 @@ class ClusterDaemon(Daemon):
                 return await self._reconcile(managed, refresh=refresh)
         if self.bucket is None:
             return await super()._reconcile_paced(managed, refresh=refresh)
-        # the fleet's bucket serves the oldest change of all replicas first: this one's age
         marker = self.bucket.change.set(self.queue.change_time(managed.name))
         try:
             return await super()._reconcile_paced(managed, refresh=refresh)
