@@ -120,6 +120,7 @@ from .errors import (
     RateLimited,
     ServerError,
     SpecError,
+    StateError,
     TaskNotFound,
     TransportError,
 )
@@ -373,6 +374,9 @@ _VERDICTS: tuple[tuple[type[LayoutsyncError], Verdict], ...] = (
     (RateLimited, "unknown"),
     (ServerError, "unknown"),
     (TransportError, "unknown"),
+    # refused before it left (a lease this replica cannot confirm, a shared rate limit
+    # that cannot be reached): says nothing of an earlier send of the same intent
+    (StateError, "unknown"),
     (LayoutsyncError, "rejected"),
 )
 

@@ -111,6 +111,17 @@ async def eventually(check: Any, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
+async def created(daemon: ClusterDaemon, emu: httpx.AsyncClient) -> Any:
+    """Host 101 joins "hall" and its task is made; returns what lists the calls' kinds."""
+    daemon.host_joined("hall", 101)
+
+    async def kinds() -> list[str]:
+        return [r["kind"] for r in await requests(emu)]
+
+    await eventually(lambda: _has(kinds(), "create"))
+    return kinds
+
+
 class TestStaleOwner:
     async def test_a_stale_owner_neither_writes_nor_sends(
         self, replica: tuple[ClusterDaemon, httpx.AsyncClient]
@@ -123,6 +134,11 @@ class TestStaleOwner:
             return any(r["kind"] == "create" for r in await requests(emu))
 
         await eventually(created)
+
+        async def idle() -> bool:  # the create's answer saved too
+            return not daemon.queue.is_processing("hall") and "hall" not in daemon.queue
+
+        await eventually(idle)
         row = daemon.redis_store.redis.get(daemon.redis_store.keys.state("hall"))
         sent = len(await requests(emu))
         # "paused": its lease loop stops, and its clock does not notice the pause either
@@ -148,12 +164,7 @@ class TestStaleOwner:
         self, replica: tuple[ClusterDaemon, httpx.AsyncClient]
     ) -> None:
         daemon, emu = replica
-        daemon.host_joined("hall", 101)
-
-        async def kinds() -> list[str]:
-            return [r["kind"] for r in await requests(emu)]
-
-        await eventually(lambda: _has(kinds(), "create"))
+        kinds = await created(daemon, emu)
 
         class Slow:  # every token must wait: the worker plans first
             rate = 1000.0
@@ -173,6 +184,28 @@ class TestStaleOwner:
         assert daemon.get("hall").session.hosts == (101, 102)
         # its plan saw the event (read from Redis first): one token, none given back
         assert (slow.reserved, slow.cancelled) == (1, 0)
+
+    async def test_a_token_is_asked_for_with_the_time_of_the_change_it_serves(
+        self, replica: tuple[ClusterDaemon, httpx.AsyncClient]
+    ) -> None:
+        """What the fleet's bucket orders its grants by (oldest change first)."""
+        daemon, emu = replica
+        kinds = await created(daemon, emu)
+        bucket = daemon.bucket
+        assert bucket is not None and daemon.rate_limiter is bucket
+        asked: list[float | None] = []
+        reserve = bucket.reserve
+
+        async def noting() -> float:
+            asked.append(bucket.change.get())
+            return await reserve()
+
+        bucket.reserve = noting  # type: ignore[method-assign]
+        before = time.monotonic()
+        daemon.host_joined("hall", 102)
+        after = time.monotonic()
+        await eventually(lambda: _has(kinds(), "update"))
+        assert len(asked) == 1 and asked[0] is not None and before <= asked[0] <= after
 
     async def test_the_transport_refuses_a_send_without_a_confirmed_lease(
         self, redis_server: RedisServer

@@ -133,6 +133,22 @@ class TestChangesApartFromResyncs:
         q.done("a")
         assert q.oldest_change() is None
 
+    def test_each_key_tells_the_time_of_its_oldest_change(self) -> None:
+        q: QueueCore[str] = QueueCore(debounce=0.0)
+        q.add_after("resync", 0.0, now=0.0)
+        q.add("a", now=1.0)
+        q.add("a", now=2.0)
+        assert (q.change_time("a"), q.change_time("resync"), q.change_time("x")) == (
+            1.0,
+            None,
+            None,
+        )
+        assert q.pop(now=5.0) == "resync" and q.pop(now=5.0) == "a"
+        q.add("a", now=6.0)  # while it is applied: the one being applied is older
+        assert q.change_time("a") == 1.0
+        q.done("a")
+        assert q.change_time("a") == 6.0
+
     def test_a_failed_change_stays_pending_through_its_backoff(self) -> None:
         q: QueueCore[str] = QueueCore(debounce=0.0)
         q.add("a", now=1.0)

@@ -206,6 +206,24 @@ class TestFencing:
         _, live = await b.heartbeat(leave=True)
         assert live == {}
 
+    async def test_a_replicas_entry_lapses_with_its_last_lease_not_before(
+        self, store: RedisStore, aredis: Any
+    ) -> None:
+        """A takeover takes one round: when the entry of a replica that died is gone, so
+        are its leases (its renewals come after its heartbeat in each round)."""
+        a = LeaseTable(aredis, store.keys, "a", ttl=1.0)
+        b = LeaseTable(aredis, store.keys, "b", ttl=5.0)
+        await a.heartbeat()
+        await asyncio.sleep(0.3)  # a round's renewals run after its heartbeat
+        await a.acquire(["hall"])  # ... then "a" dies
+        now_ms, live = await b.heartbeat()
+        lapses_ms = int(await aredis.pexpiretime(store.keys.lease("hall")))
+        assert live["a"] > lapses_ms
+        await asyncio.sleep((live["a"] - now_ms) / 1000 + 0.003)  # what b's next round waits
+        _, live = await b.heartbeat()
+        assert "a" not in live
+        assert (await b.acquire(["hall"]))[0] == {"hall"}  # in the round that sees it gone
+
 
 class TestRendezvous:
     def test_only_the_sessions_of_a_leaving_replica_move(self) -> None:
@@ -256,14 +274,46 @@ class TestSharedBucket:
         stamps: list[float] = []
 
         async def send() -> None:
-            await bucket.admit()  # a token already in hand: only the window decides
-            stamps.append(time.monotonic())
+            async with bucket.sending():  # a token already in hand: only the window decides
+                stamps.append(time.monotonic())
 
         await asyncio.gather(*(send() for _ in range(25)))
         stamps.sort()
         assert stamps[-1] - stamps[0] >= 2.0 - 0.05  # 25 sends at 10 per second
         # stamps are taken after each admission returns: a late wake-up only adds to one
         assert all(stamps[i + 10] - stamps[i] >= 1.0 - 0.1 for i in range(len(stamps) - 10))
+
+    async def test_sends_that_arrive_late_cannot_crowd_one_second_at_the_service(
+        self, aredis: Any
+    ) -> None:
+        """A slot is held from a send's admission until a window after its answer: ten
+        sends that take half a second to arrive (a busy CPU, a slow link) and ten admitted
+        as soon as the window lets them never share a second, where counting admissions
+        alone would put all twenty into one."""
+        bucket = RedisTokenBucket(aredis, "late:bucket", qps=10, margin=0)
+        arrived: list[float] = []
+
+        async def send(on_the_way: float) -> None:
+            async with bucket.sending():
+                await asyncio.sleep(on_the_way)
+                arrived.append(time.time())  # stamped by the service (Redis' clock here)
+
+        slow = [asyncio.ensure_future(send(0.5)) for _ in range(10)]
+        await asyncio.sleep(0.05)
+        await asyncio.gather(*slow, *(send(0.0) for _ in range(10)))
+        arrived.sort()
+        assert all(arrived[i + 10] - arrived[i] > 1.0 - 0.005 for i in range(10))
+
+    async def test_a_send_that_never_answers_holds_its_slot_for_its_flight(
+        self, aredis: Any
+    ) -> None:
+        bucket = RedisTokenBucket(aredis, "lost:bucket", qps=1, margin=0, flight=0.4)
+        dead = bucket.sending()
+        await dead.__aenter__()  # admitted, then the replica died: no answer ever comes
+        started = time.monotonic()
+        async with bucket.sending():
+            waited = time.monotonic() - started
+        assert 0.4 + 1.0 - 0.05 < waited < 0.4 + 1.0 + 0.3
 
     async def test_paces_below_the_quota_with_a_burst_that_fits_one_second(
         self, aredis: Any
@@ -282,18 +332,66 @@ class TestSharedBucket:
             await waiter
         assert 0.5 < await bucket.reserve() <= 1.0  # one ahead, not two
 
-    async def test_a_give_back_lets_no_later_reservation_jump_the_queue(self, aredis: Any) -> None:
-        bucket = RedisTokenBucket(aredis, "q:bucket", qps=1.0, margin=0)
-        await bucket.reserve()  # the balance: 0
-        first = await bucket.reserve()  # waits 1 s
+    async def test_the_fleets_oldest_change_is_served_first(
+        self, redis_server: RedisServer
+    ) -> None:
+        """Two replicas' buckets: the one whose waiting change is older gets the next token,
+        though the other asked first (a FIFO bucket would serve the first to ask)."""
+        import redis.asyncio
 
-        async def later() -> float:
-            return await bucket.reserve()  # another task (replica): waits 2 s
+        clients = [redis.asyncio.Redis.from_url(redis_server.url) for _ in range(2)]
+        a, b = (RedisTokenBucket(c, "o:bucket", qps=4, margin=0) for c in clients)
+        served: list[str] = []
 
-        assert 1.9 < await asyncio.ensure_future(later()) <= 2.0
-        await bucket.cancel()  # the first gives its token back: the second is queued behind
-        # a give-back would have made this one wait 2 s, ahead of the one queued for 2 s
-        assert 0.9 < first <= 1.0 and 2.9 < await bucket.reserve() <= 3.0
+        async def take(bucket: RedisTokenBucket, age: float, name: str) -> None:
+            bucket.change.set(time.monotonic() - age)
+            await asyncio.sleep(await bucket.reserve())
+            served.append(name)
+
+        try:
+            await a.reserve()
+            await a.reserve()  # the fleet's next slot is promised: whoever asks now waits
+            young = asyncio.ensure_future(take(b, 0.1, "b young"))
+            await asyncio.sleep(0.05)
+            old = asyncio.ensure_future(take(a, 3.0, "a old"))
+            also_old = asyncio.ensure_future(take(a, 2.0, "a older than b"))
+            await asyncio.gather(young, old, also_old)
+        finally:
+            for c in clients:
+                await c.aclose()
+        assert served == ["a old", "a older than b", "b young"]
+
+    async def test_a_stalled_holder_delays_the_others_by_at_most_its_staleness(
+        self, redis_server: RedisServer
+    ) -> None:
+        import redis.asyncio
+
+        clients = [redis.asyncio.Redis.from_url(redis_server.url) for _ in range(2)]
+        a, b = (RedisTokenBucket(c, "s:bucket", qps=10, margin=0, stale=0.3) for c in clients)
+        try:
+            await b.reserve()
+            await b.reserve()  # the balance below zero: the next take must wait
+            assert (await a._call("take", 5.0, None))[0] == "W"  # registered, then stalls
+            asked = time.monotonic()
+            b.change.set(time.monotonic())
+            await b.reserve()
+            waited = time.monotonic() - asked
+            left = await clients[0].zscore("s:bucket:waiters", a._member)
+        finally:
+            for c in clients:
+                await c.aclose()
+        assert 0.3 - 0.02 < waited < 0.3 + 0.1 + 0.1  # its staleness, then one slot at most
+        assert left is None  # passed over, and out of the line until it asks again
+
+    async def test_a_younger_change_waits_only_while_tokens_are_short(self, aredis: Any) -> None:
+        a = RedisTokenBucket(aredis, "y:bucket", qps=100, burst=5)
+        b = RedisTokenBucket(aredis, "y:bucket", qps=100, burst=5)
+        assert a.burst == 5
+        # a is granted its oldest and stays in line with its next, a minute old
+        assert (await a._call("take", 90.0, 60.0))[0] == "G"
+        started = time.monotonic()
+        assert await b.reserve() == 0.0  # 4 tokens left: enough for a's next and b's now
+        assert time.monotonic() - started < 0.1
 
     async def test_unreachable_is_a_state_error(self) -> None:
         import redis.asyncio

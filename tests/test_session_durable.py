@@ -144,6 +144,30 @@ class TestNoTokenAtRest:
         second.reconcile().raise_for_error()
         assert live_tokens(emulated) == {"rotated-input-token", OUT_TOKEN}
 
+    def test_a_resumed_create_refused_before_it_leaves_keeps_its_token(
+        self, emulated: Emulated, clock: Clock, tmp_path: Path, env_tokens: Any
+    ) -> None:
+        """The Create made its task and its answer was lost; its re-send is refused before
+        it leaves (a replica that cannot confirm its lease, a shared rate limit out of
+        reach). The intent and its builderToken stay, so the next re-send finds that task
+        instead of a fresh token meeting it as somebody else's (409)."""
+        session = new_session(emulated, clock, SqliteStore(tmp_path / "state.db"), retries=0)
+        session.set_hosts([101])
+        emulated.emulator.add_fault("create", "commit-503")
+        assert isinstance(session.reconcile().error, ServerError)
+        transport = emulated._transports[-1]
+        send = transport.handle_request
+
+        def refuse(request: Any) -> Any:
+            raise StateError("Redis: cannot confirm the lease")
+
+        transport.handle_request = refuse  # type: ignore[method-assign]
+        assert isinstance(session.reconcile().error, StateError)
+        transport.handle_request = send  # type: ignore[method-assign]
+        session.reconcile().raise_for_error()
+        assert len(emulated.tasks(INSTANCE)) == 1
+        assert emulated.calls("acquire") == 1
+
     def test_a_lost_create_resumed_after_a_token_change_sends_real_tokens(
         self, emulated: Emulated, clock: Clock, tmp_path: Path, env_tokens: Any
     ) -> None:

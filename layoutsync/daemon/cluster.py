@@ -23,8 +23,12 @@ Spreading
     expiry in Redis' clock). Each session belongs to the replica with the
     highest rendezvous score (BLAKE2b of replica and session name): when a
     replica joins or leaves, only the sessions whose top scorer changed move.
-    A replica that dies is noticed when its entry expires; the others retry
-    just after that moment, so a takeover takes about one lease TTL.
+    A replica's entry is pushed out with every lease renewal to the expiry of
+    those leases, so when a replica dies its entry lapses with its last lease;
+    each other replica has its next round at that moment (it knows the
+    entry's expiry from its previous round) and takes over in that one round.
+    A takeover therefore lands at most one TTL after the replica's last
+    renewal, plus one reconcile.
 
 Events at any replica
     ``RedisStore.record_event``/``record_notification`` change the desired
@@ -36,7 +40,12 @@ Events at any replica
 Quota
     ``RedisTokenBucket``: one token bucket for the whole fleet, one Lua
     script per take on Redis' clock, so N replicas with ``--qps 10`` send at
-    most 10 requests/s together.
+    most 10 requests/s together. Its tokens go oldest change first across
+    the fleet: each replica asks for its oldest waiting change, and a
+    replica silent for a moment (dead, stalled) is passed over. Right before
+    each send a window caps the fleet at ``floor(qps)`` sends holding a slot,
+    each from its admission until one second after its answer, so however
+    late a request leaves or arrives, no second at the service holds more.
 """
 
 from __future__ import annotations
@@ -45,12 +54,13 @@ import asyncio
 import contextlib
 import contextvars
 import hashlib
+import heapq
 import itertools
 import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +89,10 @@ DEFAULT_LEASE_TTL = 10.0
 
 #: Share of the TTL a lease counts as held on the local clock (clock-rate drift, latency).
 _LEASE_SAFETY = 0.85
+
+#: How long after another replica's entry (or a lease held elsewhere) lapses a round looks
+#: again: Redis removes the entry at its millisecond, the lease is gone one before it.
+_EXPIRY_SLACK = 0.003
 
 _CHUNK = 500  # names per lease script call (Redis runs one script at a time)
 
@@ -136,11 +150,14 @@ for i = 1, #members do table.insert(out, members[i]) end
 return out
 """
 
-# KEYS: n lease keys, then n fence keys. ARGV: replica id, ttl ms, then the n tokens this
-# replica believes it holds ('' none). Per name: the token held now, or '-<pttl ms>' when
-# another replica holds it. A lease left by an earlier process with the same id is taken over.
+# KEYS: n lease keys, n fence keys, then the replicas zset. ARGV: replica id, ttl ms, then
+# the n tokens this replica believes it holds ('' none). Per name: the token held now, or
+# '-<pttl ms>' when another replica holds it. A lease left by an earlier process with the
+# same id is taken over. Last, the replica's entry in the set is pushed out to the expiry of
+# the leases just renewed (never earlier), so the entry of a replica that dies lapses with
+# its last lease, not before it: the others take over in the round that sees it gone.
 _ACQUIRE = """
-local n = #KEYS / 2
+local n = (#KEYS - 1) / 2
 local me = ARGV[1] .. '|'
 local out = {}
 for i = 1, n do
@@ -157,6 +174,12 @@ for i = 1, n do
     out[i] = '-' .. redis.call('PTTL', lease)
   end
 end
+local t = redis.call('TIME')
+local expiry = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + 1 + tonumber(ARGV[2])
+local score = redis.call('ZSCORE', KEYS[#KEYS], ARGV[1])
+if score and tonumber(score) < expiry then
+  redis.call('ZADD', KEYS[#KEYS], expiry, ARGV[1])
+end
 return out
 """
 
@@ -172,109 +195,264 @@ end
 return released
 """
 
-# KEYS[1] bucket. ARGV: rate/s, burst, '1' to give a token back, the reservation given back.
-# Returns "wait-seconds reservation-number" ('0 n': at once).
+# The fleet's token bucket, granted oldest change first. KEYS: the bucket hash (tokens,
+# stamp), the waiters zset (one member per replica's bucket: the time of its oldest change
+# waiting for a token, ms on Redis' clock), the hash of when each member last asked.
+# ARGV: rate/s, burst, mode ('take', 'give' a token back, 'leave' the waiters), member, the
+# age in ms of the change this take serves, the age of the member's next waiting change
+# ('' none), tolerance ms, stale ms.
+# A take is granted when the bucket has a slot free now or within one slot (tokens >= 0,
+# so a grant waits at most 1/rate) and no fresh waiter's change is older than this one's
+# by more than the tolerance -- or when the bucket holds a token for each of those older
+# waiters besides this one, so none of them waits for it. A waiter that has not asked for
+# ``stale`` ms (a replica that died or stalls) is dropped, so it delays the others by at
+# most that long. Returns
+# 'G <seconds to wait>' (granted: the member then waits with its next change, or leaves)
+# or 'W <seconds until asking again>'.
 _TAKE = """
 local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local b = redis.call('HMGET', KEYS[1], 'tokens', 'stamp', 'n')
-local tokens, stamp, n = tonumber(b[1]), tonumber(b[2]), tonumber(b[3]) or 0
+local mode, member = ARGV[3], ARGV[4]
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'stamp')
+local tokens, stamp = tonumber(b[1]), tonumber(b[2])
 if not tokens then tokens, stamp = burst, now end
 if now > stamp then
-  tokens = math.min(burst, tokens + (now - stamp) * rate)
+  tokens = math.min(burst, tokens + (now - stamp) / 1000 * rate)
   stamp = now
 end
-if ARGV[3] ~= '1' then
-  tokens = tokens - 1
-  n = n + 1
-elseif tokens >= 0 or tostring(n) == ARGV[4] then
-  -- a give-back only while nobody waits behind it: with later reservations queued it
-  -- would let the next one jump ahead of them (oldest change first); the slot is lost
-  tokens = math.min(burst, tokens + 1)
+local function save()
+  redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens),
+             'stamp', string.format('%.3f', stamp))
+  for i = 1, 3 do redis.call('EXPIRE', KEYS[i], 3600) end
 end
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'stamp',
-           string.format('%.6f', stamp), 'n', n)
-redis.call('EXPIRE', KEYS[1], 3600)
-if tokens >= 0 then return '0 ' .. n end
-return string.format('%.6f', -tokens / rate) .. ' ' .. n
+if mode == 'leave' then
+  redis.call('ZREM', KEYS[2], member)
+  redis.call('HDEL', KEYS[3], member)
+  return 'W 0'
+end
+if mode == 'give' then
+  tokens = math.min(burst, tokens + 1)
+  save()
+  return 'W 0'
+end
+local slot = 1000 / rate
+local tolerance, stale = tonumber(ARGV[7]), tonumber(ARGV[8])
+local mine = now - tonumber(ARGV[5])
+redis.call('ZADD', KEYS[2], mine, member)
+redis.call('HSET', KEYS[3], member, string.format('%.3f', now))
+local older, stale_in = 0, nil
+local ahead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. (mine - tolerance))
+for _, other in ipairs(ahead) do
+  local asked = tonumber(redis.call('HGET', KEYS[3], other))
+  if (not asked) or asked < now - stale then
+    redis.call('ZREM', KEYS[2], other)
+    redis.call('HDEL', KEYS[3], other)
+  else
+    older = older + 1
+    local left = asked + stale - now
+    if (not stale_in) or left < stale_in then stale_in = left end
+  end
+end
+if (older == 0 and tokens >= 0) or (older > 0 and tokens >= older + 1) then
+  tokens = tokens - 1
+  if ARGV[6] ~= '' then
+    redis.call('ZADD', KEYS[2], now - tonumber(ARGV[6]), member)
+  else
+    redis.call('ZREM', KEYS[2], member)
+    redis.call('HDEL', KEYS[3], member)
+  end
+  save()
+  return string.format('G %.6f', math.max(0, -tokens / rate))
+end
+save()
+local free_in = math.max(0, -tokens) / rate * 1000
+local retry = free_in
+if older > 0 then retry = math.min(math.max(free_in, slot), stale_in) end
+return string.format('W %.6f', math.max(retry, 1) / 1000)
 """
 
 
-# KEYS[1] zset of the last second's sends. ARGV: cap, window ms, member. The wait in seconds
-# (0: admitted, recorded now).
+# The fleet's sends holding a slot. KEYS[1] zset: member -> when its slot ends, less one
+# window: its answer's time once answered, its admission + the longest flight while in
+# flight. ARGV: cap, window ms, member, flight ms. The wait in seconds (0: admitted, the
+# member is in flight now).
 _ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local window = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], window * 2)
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[4]) + window * 2))
   return '0'
 end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return string.format('%.4f', (tonumber(oldest[2]) + window - now) / 1000 + 0.0005)
+local first = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2])
+if first > now then  -- every slot is in flight: look again soon (an answer frees one)
+  return string.format('%.4f', math.min(first + window - now, 50) / 1000)
+end
+return string.format('%.4f', (first + window - now) / 1000 + 0.0005)
+"""
+
+# KEYS[1] the zset of _ADMIT. ARGV: member. The send was answered: its slot counts until
+# now + the window (never later than it did while in flight).
+_ANSWERED = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) > now then
+  redis.call('ZADD', KEYS[1], now, ARGV[1])
+end
+return 1
 """
 
 
 class RedisTokenBucket:
-    """A token bucket shared by every replica: at most ``qps`` requests in any second.
+    """A token bucket shared by every replica, granted oldest change first.
 
-    Same contract as the in-process bucket: each take reserves a token at
-    once (``reserve``), possibly driving the shared balance negative, and the
-    caller sleeps until it is earned, so callers of all replicas are served
-    in the order they asked. It paces at ``qps * (1 - margin)`` and caps the
-    burst so that ``burst + floor(rate) <= floor(qps)``: network jitter cannot
-    put more than ``qps`` requests into one second at the service.
+    One Lua script per take (``_TAKE``, on Redis' clock) paces the fleet at
+    ``qps * (1 - margin)`` with the burst capped so that ``burst + floor(rate)
+    <= floor(qps)``. Tokens go to the replica whose oldest change waiting for
+    one is the fleet's oldest (within ``tolerance`` seconds), so sessions are
+    served oldest change first across replicas, not only within each; a
+    replica that stops asking for ``stale`` seconds (dead, stalled) no longer
+    holds the others back. Each replica's waiting workers line up locally by
+    the age of their change, and one task per replica (its *pump*) asks for the
+    oldest of them: at most one request to Redis per replica and token.
+
+    ``reserve`` keeps the ``RateLimiter`` contract with one difference: it
+    returns once this task's turn in the fleet has come, with at most one
+    slot (``1/rate``) left to wait. The change a task's take serves is set in
+    ``change`` (a ``time.monotonic()`` value; unset: the time it asks).
+    ``sending`` then holds the send in the fleet's window, right before the
+    bytes leave (``FencedTransport``).
     """
 
     def __init__(
-        self, client: Any, key: str, qps: float, burst: int = 1, *, margin: float = 0.05
+        self,
+        client: Any,
+        key: str,
+        qps: float,
+        burst: int = 1,
+        *,
+        margin: float = 0.05,
+        flight: float = 30.0,
+        tolerance: float = 0.05,
+        stale: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rate, self.burst = pacing(qps, burst, margin)
         self.qps = float(qps)
         self.margin = float(margin)
         self.key = key
-        #: at most ``window_cap`` sends in any ``window`` seconds, checked right before each
-        #: send: floor(qps) per second with ``margin`` seconds to spare, so a send that takes
-        #: that long to arrive cannot make a second at the service hold more; the pacing
-        #: above stays at or below this cap, so it only clips bunches
+        #: at most ``window_cap`` sends hold a slot of the fleet's window at once: a slot is
+        #: held from a send's admission, right before it leaves, until ``window`` seconds
+        #: after its answer (``sending``), so no 1-second span at the service, on any clock,
+        #: holds more; the pacing above stays below this cap, which only clips bunches
         self.window_cap = max(1, int(self.qps))
-        self.window = 1.0 + margin
+        self.window = 1.0
+        #: how long a send without an answer holds its slot (a replica that died mid-send)
+        self.flight = float(flight)
+        self.tolerance = float(tolerance)
+        #: a waiter asks again at least once a slot; one silent for this long is passed over
+        self.stale = float(stale) if stale is not None else 2.0 / self.rate + 0.25
+        self._clock = clock
         self._script = client.register_script(_TAKE)
         self._admit = client.register_script(_ADMIT)
+        self._answered = client.register_script(_ANSWERED)
         self._sent = itertools.count()
         self._member = uuid.uuid4().hex
-        #: the number of this task's last reservation: given back in full only by the latest
-        self._reservation: contextvars.ContextVar[str] = contextvars.ContextVar(
-            f"layoutsync_reservation_{self._member}", default=""
+        self._keys = [key, f"{key}:waiters", f"{key}:asked"]
+        self._waiting: list[tuple[float, int, asyncio.Future[float]]] = []  # a heap
+        self._order = itertools.count()
+        self._pump_task: asyncio.Task[None] | None = None
+        #: when the change the current task's next take serves was made (monotonic)
+        self.change: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+            f"layoutsync_change_{self._member}", default=None
         )
 
     async def reserve(self) -> float:
-        """Take one token; the seconds to wait before using it."""
+        """Wait for this task's turn in the fleet; the seconds left before the token is due."""
+        now = self._clock()
+        changed = self.change.get()
+        at = changed if changed is not None and changed < now else now
+        granted: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (at, next(self._order), granted))
+        if self._pump_task is None or self._pump_task.done():
+            self._pump_task = asyncio.create_task(self._pump(), name="layoutsync-fleet-bucket")
         try:
-            reply = await self._script(keys=[self.key], args=[self.rate, self.burst, "0", ""])
-            wait, number = _text(reply).split()
-            self._reservation.set(number)  # this task's, for a cancel()
-            return float(wait)
-        except _redis_errors() as exc:
-            raise StateError(
-                f"Redis: cannot take a token from the shared rate limit: {exc}"
-            ) from None
+            return await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled() and granted.exception() is None:
+                await self.cancel()  # granted just as the wait was cancelled: not used
+            raise
 
     async def cancel(self) -> None:
-        """Give back a reserved token that will not be used (best effort): only while no
-        reservation waits, so none jumps ahead of those already queued."""
+        """Give back a token that will not be used (best effort); the next goes oldest first."""
         with contextlib.suppress(*_redis_errors()):
-            number = self._reservation.get()
-            await self._script(keys=[self.key], args=[self.rate, self.burst, "1", number])
+            await self._call("give", 0.0, None)
+
+    async def _call(self, mode: str, age: float, next_age: float | None) -> tuple[str, float]:
+        reply = await self._script(
+            keys=self._keys,
+            args=[
+                self.rate,
+                self.burst,
+                mode,
+                self._member,
+                f"{max(0.0, age) * 1000:.3f}",
+                "" if next_age is None else f"{max(0.0, next_age) * 1000:.3f}",
+                f"{self.tolerance * 1000:.3f}",
+                f"{self.stale * 1000:.3f}",
+            ],
+        )
+        kind, seconds = _text(reply).split()
+        return kind, float(seconds)
+
+    def _live(self) -> list[tuple[float, int, asyncio.Future[float]]]:
+        """The two oldest waiters still waiting (cancelled ones dropped from the heap top)."""
+        heap = self._waiting
+        while heap and heap[0][2].done():
+            heapq.heappop(heap)
+        return [w for w in heapq.nsmallest(3, heap) if not w[2].done()][:2]
+
+    async def _pump(self) -> None:
+        """Ask the fleet's bucket for this replica's oldest waiter until none is left."""
+        registered = False
+        try:
+            while live := self._live():
+                now = self._clock()
+                next_age = now - live[1][0] if len(live) > 1 else None
+                kind, seconds = await self._call("take", now - live[0][0], next_age)
+                registered = kind == "W" or next_age is not None
+                if kind == "G":
+                    live = self._live()  # the oldest now (one may have come or gone meanwhile)
+                    if live:
+                        heapq.heappop(self._waiting)[2].set_result(seconds)
+                    else:
+                        await self._call("give", 0.0, None)
+                    continue
+                await asyncio.sleep(seconds)
+            if registered:
+                await self._call("leave", 0.0, None)
+        except _redis_errors() as exc:
+            error = StateError(f"Redis: cannot take a token from the shared rate limit: {exc}")
+            for _, _, waiter in self._waiting:
+                if not waiter.done():
+                    waiter.set_exception(error)
+            self._waiting.clear()
+        except asyncio.CancelledError:
+            for _, _, waiter in self._waiting:
+                waiter.cancel()
+            self._waiting.clear()
+            raise
 
     async def acquire(self) -> float:
-        """Reserve, then wait for the token; returns the seconds waited.
+        """Reserve, then wait for the token and the fleet's window; the seconds waited.
 
-        (The daemon's transport reserves and sleeps itself, and calls ``admit`` right
-        before the send, in ``FencedTransport``.)
+        For a send that follows at once (the daemon's transport reserves and sleeps
+        itself, and holds its send in ``sending`` right before the bytes leave, in
+        ``FencedTransport``).
         """
         delay = await self.reserve()
         if delay > 0:
@@ -283,28 +461,50 @@ class RedisTokenBucket:
             except BaseException:
                 await self.cancel()
                 raise
-        return delay + await self.admit()
+        async with self.sending() as waited:
+            return delay + waited
 
-    async def admit(self) -> float:
-        """Wait until fewer than ``window_cap`` sends of the fleet fall in the last window.
+    @contextlib.asynccontextmanager
+    async def sending(self) -> AsyncIterator[float]:
+        """Hold one send of the fleet's window: admitted on entry, answered on exit.
 
-        The bucket paces the fleet on average; this clips what a slow moment between a
-        token and its send (a busy CPU, a compile) would bunch up. Returns the seconds waited.
+        The service counts a request when it arrives, somewhere between its admission
+        here and its answer; so a send's slot counts from its admission until one window
+        after its answer (until ``flight`` after its admission while no answer came, e.g.
+        from a replica that died). Then, whatever the delays between the admission, the
+        bytes leaving and the service's clock, no second at the service holds more than
+        ``window_cap`` requests: of the sends that arrived within one second, the last to
+        be admitted found every other one admitted and either in flight or answered within
+        that second. Yields the seconds waited for a slot.
         """
+        waited, member = await self._admit_one()
+        try:
+            yield waited
+        finally:
+            with contextlib.suppress(*_redis_errors()):
+                await self._answered(keys=[f"{self.key}:sent"], args=[member])
+
+    async def _admit_one(self) -> tuple[float, str]:
+        """Wait until fewer than ``window_cap`` sends of the fleet hold a slot; take one."""
         waited = 0.0
+        member = f"{self._member}:{next(self._sent)}"
         while True:
-            member = f"{self._member}:{next(self._sent)}"
             try:
                 wait = float(
                     await self._admit(
                         keys=[f"{self.key}:sent"],
-                        args=[self.window_cap, int(self.window * 1000), member],
+                        args=[
+                            self.window_cap,
+                            int(self.window * 1000),
+                            member,
+                            int(self.flight * 1000),
+                        ],
                     )
                 )
             except _redis_errors() as exc:
                 raise StateError(f"Redis: cannot check the shared rate limit: {exc}") from None
             if wait <= 0:
-                return waited
+                return waited, member
             await asyncio.sleep(wait)
             waited += wait
 
@@ -369,7 +569,9 @@ class LeaseTable:
             chunk = names[start : start + _CHUNK]
             sent_at = self._clock()
             reply = await self._acquire(
-                keys=[self.keys.lease(n) for n in chunk] + [self.keys.fence(n) for n in chunk],
+                keys=[self.keys.lease(n) for n in chunk]
+                + [self.keys.fence(n) for n in chunk]
+                + [self.keys.replicas],
                 args=[
                     self.replica_id,
                     self.ttl_ms,
@@ -447,25 +649,27 @@ class FencedTransport(httpx.AsyncBaseTransport):
         transport: httpx.AsyncBaseTransport,
         leases: LeaseTable,
         *,
-        admit: Callable[[], Awaitable[float]] | None = None,
+        window: Callable[[], contextlib.AbstractAsyncContextManager[float]] | None = None,
     ) -> None:
         self._transport = transport
         self._leases = leases
-        self._admit = admit
+        self._window = window
         self.refused = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         sender = _SENDER.get()
         await self._confirm(sender)
+        if self._window is None:
+            return await self._transport.handle_async_request(request)
         # the fleet's window of sends last, so no Redis round trip lies between a send's
-        # admission and its bytes (the service counts arrivals). After a wait there the
-        # lease is checked again on this replica's clock: its local deadline ends before
-        # the lease can lapse in Redis, and only a lapsed lease can be taken over
-        waited = await self._admit() if self._admit is not None else 0.0
-        if waited > 0 and sender is not None and self._leases.token(sender[0]) != sender[1]:
-            self.refused += 1
-            raise LeaseLost(sender[0], "expired on this replica's clock")
-        return await self._transport.handle_async_request(request)
+        # admission and its bytes; its slot is held until the answer. After a wait there
+        # the lease is checked again on this replica's clock: its local deadline ends
+        # before the lease can lapse in Redis, and only a lapsed lease can be taken over
+        async with self._window() as waited:
+            if waited > 0 and sender is not None and self._leases.token(sender[0]) != sender[1]:
+                self.refused += 1
+                raise LeaseLost(sender[0], "expired on this replica's clock")
+            return await self._transport.handle_async_request(request)
 
     async def _confirm(self, sender: tuple[str, str | None] | None) -> None:
         if sender is None:
@@ -705,13 +909,14 @@ class ClusterDaemon(Daemon):
         """Token before compile, with the plan made *before* the reservation.
 
         The base daemon plans only when its token must wait, and gives the token back
-        when there is nothing to send. Here that would go wrong twice: the session
-        here may not hold the events other replicas recorded (so its plan says noop
-        and the reconcile then sends on a fresh token, at the back of the queue), and
-        a token given back to the fleet's bucket lets later reservations of every
-        replica jump ahead of older changes. So the desired inputs are read from
-        Redis first, a session with nothing to send takes no token at all, and the
-        rest is the base's wait (its own pre-check is then skipped: ``_would_send``).
+        when there is nothing to send. Here the session may not hold the events
+        other replicas recorded (so its plan says noop and the reconcile then sends
+        on a fresh token, at the back of the line), and a session with nothing to
+        send would still wait its turn in the fleet's line. So the desired inputs are
+        read from Redis first, a session with nothing to send takes no token at all,
+        and the rest is the base's wait (its own pre-check is then skipped:
+        ``_would_send``), with the time of the change it serves in ``bucket.change``
+        (the fleet's bucket serves the oldest change of all replicas first).
         """
         if self.rate_limiter is not None and not refresh:
             try:
@@ -722,7 +927,13 @@ class ClusterDaemon(Daemon):
                 return exc
             if not await super()._would_send(managed):
                 return await self._reconcile(managed, refresh=refresh)
-        return await super()._reconcile_paced(managed, refresh=refresh)
+        if self.bucket is None:
+            return await super()._reconcile_paced(managed, refresh=refresh)
+        marker = self.bucket.change.set(self.queue.change_time(managed.name))
+        try:
+            return await super()._reconcile_paced(managed, refresh=refresh)
+        finally:
+            self.bucket.change.reset(marker)
 
     async def _would_send(self, managed: Any) -> bool:
         return True  # planned before the reservation (``_reconcile_paced``): no give-back
@@ -864,12 +1075,14 @@ class ClusterDaemon(Daemon):
             )
         self._round_ok_at = time.monotonic()
         wait = ttl / 3
+        # Another replica's entry lapses with its last lease (``_ACQUIRE``): look again just
+        # after that moment, which is when a replica that died can be taken over.
         others = [expiry - now_ms for r, expiry in replicas.items() if r != me]
         if others:
-            wait = min(wait, max(0.0, min(others) / 1000) + 0.01)
+            wait = min(wait, max(0.0, min(others) / 1000) + _EXPIRY_SLACK)
         if soonest is not None:
-            wait = min(wait, soonest + 0.01)
-        return max(wait, 0.01)
+            wait = min(wait, soonest + _EXPIRY_SLACK)
+        return max(wait, _EXPIRY_SLACK)
 
     async def _wake_loop(self) -> None:
         channel = self.redis_store.keys.wake
@@ -926,7 +1139,7 @@ def build_cluster_daemon(
     client = build_client(
         settings,
         metrics,
-        transport=FencedTransport(base, leases, admit=bucket.admit),
+        transport=FencedTransport(base, leases, window=bucket.sending),
         bucket=bucket,  # type: ignore[arg-type]
         **client_options,
     )

@@ -90,6 +90,11 @@ class QueueCore(Generic[K]):
         times = [*self._changed.values(), *self._serving.values()]
         return min(times) if times else None
 
+    def change_time(self, key: K) -> float | None:
+        """When the oldest change of ``key`` not applied yet happened (applying or waiting)."""
+        times = [t for t in (self._serving.get(key), self._changed.get(key)) if t is not None]
+        return min(times) if times else None
+
     def add(self, key: K, now: float) -> bool:
         """Mark ``key`` dirty, due after the debounce window. True when it was not dirty yet."""
         return self.add_at(key, now + self.debounce, changed_at=now)
@@ -240,6 +245,10 @@ class WorkQueue(Generic[K]):
         """Seconds since the oldest change not applied yet (0 when there is none)."""
         oldest = self._core.oldest_change()
         return 0.0 if oldest is None else max(0.0, self._clock() - oldest)
+
+    def change_time(self, key: K) -> float | None:
+        """When the oldest change of ``key`` not applied yet happened (clock time), if any."""
+        return self._core.change_time(key)
 
     def add(self, key: K) -> bool:
         """Mark ``key`` dirty; it is handed out once the debounce window has passed."""

@@ -70,8 +70,9 @@ class RateLimiter(Protocol):
     request, or calls ``cancel()``. ``cancel()`` gives back one reserved token
     that will not be used (a reconcile that sent nothing, a cancelled wait);
     it never raises the balance above the burst. An implementation shared by
-    several processes (a Redis bucket) keeps the same contract: its
-    ``reserve`` is one atomic step.
+    several processes (the fleet's Redis bucket) takes each token in one
+    atomic step, and its ``reserve`` may first wait for the caller's turn in
+    the fleet (oldest change first), then returns what is left to wait.
     """
 
     rate: float
