@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from layoutsync.bench.scaleout import _latencies, _percentile
+import os
+import sys
+import time
+
+import pytest
+
+from layoutsync.bench.scaleout import _cpu_seconds, _latencies, _percentile
 
 
 def test_an_event_is_carried_by_the_first_update_of_its_session_after_it() -> None:
@@ -22,3 +28,15 @@ def test_percentile() -> None:
     assert _percentile([], 0.99) == 0.0
     assert _percentile([float(i) for i in range(1, 101)], 0.99) == 100.0
     assert _percentile([3.0, 1.0, 2.0], 0.5) == 2.0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
+def test_cpu_seconds_of_a_process_grow_with_its_work() -> None:
+    before = _cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:
+        pass
+    after = _cpu_seconds(os.getpid())
+    assert before is not None and after is not None
+    assert 0.1 <= after - before <= 5.0
+    assert _cpu_seconds(2**22 + 12345) is None  # no such process
