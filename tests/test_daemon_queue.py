@@ -6,6 +6,7 @@ import asyncio
 import bisect
 import contextvars
 import random
+import time
 
 import httpx
 import pytest
@@ -471,6 +472,36 @@ class TestTokenBucket:
         assert len(sent) == 35
         assert sent[:10] == [0.0] * 10
         assert all(later - first >= 1.05 for first, later in zip(sent, sent[10:], strict=False))
+
+    @pytest.mark.anyio
+    async def test_a_slow_answer_holds_its_slot_past_it(self) -> None:
+        """The service counts a request between its send and its answer: ten slow ones
+        answered late, then ten fast ones, never share a second (real clock, ~1.4 s)."""
+
+        class Unpaced:
+            qps, margin, rate = 10.0, 0.05, 9.5
+
+            async def reserve(self) -> float:
+                return 0.0
+
+            async def cancel(self) -> None:
+                pass
+
+        answered: list[float] = []
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            if int(request.url.path[2:]) < 10:
+                await asyncio.sleep(0.3)
+            answered.append(time.monotonic())
+            return httpx.Response(200)
+
+        transport = RateLimitedTransport(httpx.MockTransport(handler), Unpaced())
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+            await asyncio.gather(*(client.get(f"/r{i}") for i in range(20)))
+        answered.sort()
+        for i, start in enumerate(answered):
+            in_one_second = bisect.bisect_right(answered, start + 1.0) - i
+            assert in_one_second <= 10, f"{in_one_second} answers within 1 s of {start:.3f}"
 
     @pytest.mark.anyio
     async def test_a_prepaid_token_covers_the_first_request_only(self) -> None:

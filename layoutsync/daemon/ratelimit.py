@@ -14,8 +14,9 @@ caps the burst so that ``burst + floor(rate) <= floor(qps)``: for an integer
 quota no 1-second window, wherever it starts, holds more than ``qps``
 requests, and a vendor bucket with burst = qps (the emulator's) never runs
 dry. At ``--qps 10`` that cap is 1: requests are spaced 105 ms apart. The
-transport also holds the window on actual send times, so a process that
-was late for a token does not make up for it in a burst.
+transport also keeps a window of slots, each held from a request's send
+until a second after its answer, so neither a process that was late for a
+token nor a service slow to answer can crowd one second at the service.
 
 ``TokenBucket`` reserves rather than polls (as Go's ``x/time/rate`` does):
 each caller takes a token at once, possibly driving the balance negative,
@@ -31,9 +32,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import heapq
 import math
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -234,10 +235,14 @@ class RateLimitedTransport(httpx.AsyncBaseTransport):
 
     A token is a right to send at a moment; a process that is late for it
     (the event loop was busy) would then send that request and the next
-    on-time one closer together than the pacing. So, for a limiter that
-    states its ``qps`` (``TokenBucket`` does), the transport also keeps the
-    send times of the last second: it never lets ``floor(qps) + 1``
-    requests leave within ``1 + margin`` seconds, whatever the lateness.
+    on-time one closer together than the pacing, and the service counts a
+    request when it arrives, somewhere between its send and its answer. So,
+    for a limiter that states its ``qps`` (``TokenBucket`` does), the
+    transport also keeps a window of ``floor(qps)`` slots: a request holds
+    one from the moment it leaves until ``1 + margin`` seconds after its
+    answer (or its failure). Whatever the lateness or the service's
+    latency, no second at the service then counts more than ``floor(qps)``
+    of them, the rule the fleet's window follows too (``cluster``).
     """
 
     def __init__(
@@ -255,7 +260,10 @@ class RateLimitedTransport(httpx.AsyncBaseTransport):
         qps = getattr(limiter, "qps", None)
         self._cap = max(1, math.floor(qps + 1e-9)) if isinstance(qps, int | float) else None
         self._span = 1.0 + float(getattr(limiter, "margin", 0.0))
-        self._sent: deque[float] = deque()
+        #: when each answered request stops holding its slot (a heap), and those in flight
+        self._held: list[float] = []
+        self._in_flight = 0
+        self._answered: asyncio.Event | None = None
 
     @property
     def bucket(self) -> RateLimiter:
@@ -267,22 +275,33 @@ class RateLimitedTransport(httpx.AsyncBaseTransport):
             token.used = True
         else:
             await take(self.limiter, sleep=self._sleep)
-        await self._keep_the_window()
-        return await self._transport.handle_async_request(request)
+        if self._cap is None:
+            return await self._transport.handle_async_request(request)
+        await self._take_a_slot(self._cap)
+        try:
+            return await self._transport.handle_async_request(request)
+        finally:
+            heapq.heappush(self._held, self._clock() + self._span)
+            self._in_flight -= 1
+            if self._answered is not None:
+                self._answered.set()
 
-    async def _keep_the_window(self) -> None:
-        cap = self._cap
-        if cap is None:
-            return
-        sent = self._sent
+    async def _take_a_slot(self, cap: int) -> None:
+        held = self._held
         while True:
             now = self._clock()
-            while sent and sent[0] <= now - self._span:
-                sent.popleft()
-            if len(sent) < cap:
-                break
-            await self._sleep(sent[-cap] + self._span - now)
-        sent.append(now)
+            while held and held[0] <= now:
+                heapq.heappop(held)
+            if len(held) + self._in_flight < cap:
+                self._in_flight += 1
+                return
+            if held:  # every request in flight ends later than the earliest held slot
+                await self._sleep(held[0] - now)
+            else:  # every slot is in flight: wait for an answer, then for its slot
+                if self._answered is None:
+                    self._answered = asyncio.Event()
+                self._answered.clear()
+                await self._answered.wait()
 
     async def aclose(self) -> None:
         await self._transport.aclose()
