@@ -673,9 +673,10 @@ class SqliteStore:
         if state.applied_inputs != written.applied_inputs:
             columns.append("applied_inputs = ?")
             values.append(_dumps(_inputs_json(state.applied_inputs)))
-        if _desired_json(state) != _desired_json(written):
+        desired = _desired_json(state)
+        if desired != _desired_json(written):
             columns.append("desired = ?")
-            values.append(orjson.dumps(_desired_json(state)).decode())
+            values.append(orjson.dumps(desired).decode())
         fingerprint = self._fingerprint
         body = state.applied_body
         if body is not written.applied_body:

@@ -919,12 +919,8 @@ class ClusterDaemon(Daemon):
         (the fleet's bucket serves the oldest change of all replicas first).
         """
         if self.rate_limiter is not None and not refresh:
-            try:
-                self._prepare(managed.name)
-            except StateError as exc:
-                managed.last_error = str(exc)
-                self._log.warning("desired inputs not read", session=managed.name, error=str(exc))
-                return exc
+            if (error := self._read_desired(managed)) is not None:
+                return error
             if not await super()._would_send(managed):
                 return await self._reconcile(managed, refresh=refresh)
         if self.bucket is None:
@@ -941,13 +937,19 @@ class ClusterDaemon(Daemon):
     async def _reconcile(self, managed: Any, *, refresh: bool) -> BaseException | None:
         """Bind the session to this lease epoch and read its desired inputs from Redis,
         after any wait for a token, then reconcile."""
+        if (error := self._read_desired(managed)) is not None:
+            return error
+        return await super()._reconcile(managed, refresh=refresh)
+
+    def _read_desired(self, managed: Any) -> StateError | None:
+        """``_prepare``; a failure is recorded on the session, logged and returned."""
         try:
             self._prepare(managed.name)
         except StateError as exc:
             managed.last_error = str(exc)
             self._log.warning("desired inputs not read", session=managed.name, error=str(exc))
             return exc
-        return await super()._reconcile(managed, refresh=refresh)
+        return None
 
     def _prepare(self, name: str) -> None:
         """Bind the session to the current lease epoch and read its desired inputs."""
