@@ -1482,8 +1482,9 @@ class AsyncSession(_SessionCore):
     """``Session`` over ``AsyncClient``: ``plan``/``reconcile``/``refresh``/``destroy`` are
     awaited; ``host_*``/``set_*`` stay plain methods, which write a change to the store
     before returning as ``Session``'s do. The store is called inline (SQLite on a local
-    disk answers in microseconds to a few ms); ``durable_inputs=False`` leaves the
-    writing to the caller (the daemon's group commit)."""
+    disk answers in microseconds to a few ms), or awaited where it has awaitable writes
+    (``asave``/``adelete``: ``RedisStore`` with an asyncio client); ``durable_inputs=False``
+    leaves the writing of desired inputs to the caller (the daemon's group commit)."""
 
     def __init__(
         self,
@@ -1510,6 +1511,11 @@ class AsyncSession(_SessionCore):
         self._sleep = sleep
         self._on_wait = on_wait
         self._lock = _IdleFreeLock()
+        #: a store with awaitable writes (``RedisStore`` with an asyncio client) is awaited,
+        #: so the loop never blocks on a network round trip; others are called inline
+        self._awaited_store = getattr(store, "aredis", None) is not None and callable(
+            getattr(store, "asave", None)
+        )
 
     async def plan(self) -> Plan:
         async with self._lock:
@@ -1558,5 +1564,20 @@ class AsyncSession(_SessionCore):
                 if effect.wait is not None and self._on_wait is not None:
                     self._on_wait(effect.wait)
                 await self._sleep(effect.seconds)
+            elif self._awaited_store:
+                error = await self._astore_effect(effect)
             else:
                 error = self._store_effect(effect)
+
+    async def _astore_effect(self, effect: Effect) -> LayoutsyncError | None:
+        """``_store_effect`` through the store's awaitable twins (``asave``/``adelete``)."""
+        store: Any = self._store
+        try:
+            if type(effect) is Save:
+                await store.asave(effect.state)
+            else:
+                assert type(effect) is Erase
+                await store.adelete(effect.name)
+        except LayoutsyncError as exc:
+            return exc
+        return None

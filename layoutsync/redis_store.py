@@ -26,6 +26,7 @@ cut, ``everysec`` for a process crash). Errors reaching Redis become
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -106,7 +107,12 @@ class RedisKeys:
 
     @property
     def wake(self) -> str:
+        """Where a change of a session no replica holds is announced (and replicas nudged)."""
         return f"{self.namespace}:wake"
+
+    def wake_of(self, replica_id: str) -> str:
+        """Where a change of a session whose lease ``replica_id`` holds is announced."""
+        return f"{self.wake}:{replica_id}"
 
 
 # KEYS: state, names, lease, seq. ARGV: row json, name, holder ('' = unfenced), task id,
@@ -147,8 +153,17 @@ return 1
 """
 
 # The desired-input rules of ``_SessionCore`` (host_joined, host_left, set_hosts, set_speaker)
-# over {ns}:desired:{name}, seeded from the row when no event was recorded yet.
+# over {ns}:desired:{name}, seeded from the row when no event was recorded yet; ``wake``
+# tells the session's owner (the replica its lease names, or every replica when none
+# holds it) '<version> <name>'.
 _DESIRED_LIB = """
+local function wake(channel, lkey, version, name)
+  local holder = redis.call('GET', lkey)
+  if holder then
+    channel = channel .. ':' .. string.match(holder, '^(.*)|[^|]*$')
+  end
+  redis.call('PUBLISH', channel, version .. ' ' .. name)
+end
 local function as_list(v)
   if type(v) ~= 'table' then return {} end
   return v
@@ -198,20 +213,20 @@ local function apply(dkey, skey, op, a)
 end
 """
 
-# KEYS: desired, state. ARGV: op, argument, wake channel, name.
+# KEYS: desired, state, lease. ARGV: op, argument, wake channel, name.
 _EVENT = (
     _DESIRED_LIB
     + """
 local op, a = ARGV[1], ARGV[2]
 if op == 'join' or op == 'leave' then a = tonumber(a) end
 local version = apply(KEYS[1], KEYS[2], op, a)
-redis.call('PUBLISH', ARGV[3], ARGV[4])
+wake(ARGV[3], KEYS[3], version, ARGV[4])
 return version
 """
 )
 
-# KEYS: clientSeq record, then (desired, state) per session. ARGV: clientSeq, joined (1/0),
-# uid, retention ms, wake channel, then the session names.
+# KEYS: clientSeq record, then (desired, state, lease) per session. ARGV: clientSeq, joined
+# (1/0), uid, retention ms, wake channel, then the session names.
 _NOTIFICATION = (
     _DESIRED_LIB
     + """
@@ -229,21 +244,39 @@ redis.call('ZADD', ARGV[#ARGV], now, KEYS[1])
 local op = 'leave'
 if ARGV[2] == '1' then op = 'join' end
 local uid = tonumber(ARGV[3])
-for i = 2, #KEYS, 2 do
-  apply(KEYS[i], KEYS[i + 1], op, uid)
-  redis.call('PUBLISH', ARGV[5], ARGV[6 + (i - 2) / 2])
+for i = 2, #KEYS, 3 do
+  local version = apply(KEYS[i], KEYS[i + 1], op, uid)
+  wake(ARGV[5], KEYS[i + 2], version, ARGV[6 + (i - 2) / 3])
 end
 return 1
 """
 )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Scripts:
+    """The store's Lua scripts, registered on one client (blocking or asyncio)."""
+
+    save: Any
+    delete: Any
+    event: Any
+    notification: Any
+
+    @classmethod
+    def on(cls, client: Any) -> _Scripts:
+        return cls(*(client.register_script(s) for s in (_SAVE, _DELETE, _EVENT, _NOTIFICATION)))
+
+
 class RedisStore:
     """A ``StateStore`` in Redis, for several replicas sharing sessions.
 
     ``client`` is a ``redis.Redis`` (blocking, as the other stores are: the
-    calls are one loopback round trip). Without fencing (``fenced``) writes
-    are unconditional, which is what a single library user needs.
+    calls are one loopback round trip). With ``aclient`` (a ``redis.asyncio.Redis``
+    on the same server) the store also has awaitable twins of its writes
+    (``asave``, ``adelete``, ``arecord_events``, ``arecord_notification``,
+    ``adesired``), which ``AsyncSession`` and the daemon use, so an event loop
+    never blocks on Redis. Without fencing (``fenced``) writes are
+    unconditional, which is what a single library user needs.
     """
 
     def __init__(
@@ -253,21 +286,26 @@ class RedisStore:
         namespace: str = DEFAULT_NAMESPACE,
         holder: str | None = None,
         fenced_name: str | None = None,
+        aclient: Any = None,
     ) -> None:
         self.redis = client
+        self.aredis = aclient
         self.keys = RedisKeys(namespace)
         self._holder = holder
         self._fenced_name = fenced_name
         self._fingerprinter: TokenFingerprint | None = None
         self._order_stamp = 0.0
-        self._save_script = client.register_script(_SAVE)
-        self._delete_script = client.register_script(_DELETE)
-        self._event_script = client.register_script(_EVENT)
-        self._notification_script = client.register_script(_NOTIFICATION)
+        self._scripts = _Scripts.on(client)
+        self._ascripts = _Scripts.on(aclient) if aclient is not None else None
 
     @classmethod
     def from_url(
-        cls, url: str, *, namespace: str = DEFAULT_NAMESPACE, timeout: float = 1.0
+        cls,
+        url: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        timeout: float = 1.0,
+        aclient: Any = None,
     ) -> RedisStore:
         """A store over a new blocking client for ``url`` (``redis://host:port/db``)."""
         import redis
@@ -282,7 +320,7 @@ class RedisStore:
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
         )
-        return cls(client, namespace=namespace)
+        return cls(client, namespace=namespace, aclient=aclient)
 
     def fenced(self, name: str, holder: str | None) -> RedisStore:
         """A view whose writes of ``name`` succeed only while its lease holds ``holder``.
@@ -291,11 +329,10 @@ class RedisStore:
         """
         view = object.__new__(RedisStore)
         view.redis = self.redis
+        view.aredis = self.aredis
         view.keys = self.keys
-        view._save_script = self._save_script
-        view._delete_script = self._delete_script
-        view._event_script = self._event_script
-        view._notification_script = self._notification_script
+        view._scripts = self._scripts
+        view._ascripts = self._ascripts
         view._holder = holder
         view._fenced_name = name
         self.fingerprint("")  # make the key once, so every view shares it
@@ -327,44 +364,58 @@ class RedisStore:
         return state
 
     def save(self, state: SessionState) -> None:
+        keys, args = self._save_call(state)
+        with self._guard("write session state"):
+            self._scripts.save(keys=keys, args=args)
+
+    def delete(self, name: str) -> None:
+        keys, args = self._delete_call(name)
+        with self._guard("delete session state"):
+            self._scripts.delete(keys=keys, args=args)
+
+    async def asave(self, state: SessionState) -> None:
+        """``save`` on the asyncio client; the write completes even if the caller is
+        cancelled meanwhile (the row then holds what the session was about to know)."""
+        keys, args = self._save_call(state)
+        with self._guard("write session state"):
+            await asyncio.shield(self._async().save(keys=keys, args=args))
+
+    async def adelete(self, name: str) -> None:
+        keys, args = self._delete_call(name)
+        with self._guard("delete session state"):
+            await asyncio.shield(self._async().delete(keys=keys, args=args))
+
+    def _save_call(self, state: SessionState) -> tuple[list[str], list[Any]]:
         holder = self._check_holder(state.name)
         intent = state.intent
         update_hash = ""
         if intent is not None and intent.call == "update":
             update_hash = intent.body_hash or ""
         keys = self.keys
-        with self._guard("write session state"):
-            self._save_script(
-                keys=[
-                    keys.state(state.name),
-                    keys.names,
-                    keys.lease(state.name),
-                    keys.seq(state.name),
-                ],
-                args=[
-                    _encode(state, self.fingerprint),
-                    state.name,
-                    holder,
-                    state.task_id or "",
-                    "" if state.sequence_id is None else str(state.sequence_id),
-                    update_hash,
-                ],
-            )
+        return (
+            [keys.state(state.name), keys.names, keys.lease(state.name), keys.seq(state.name)],
+            [
+                _encode(state, self.fingerprint),
+                state.name,
+                holder,
+                state.task_id or "",
+                "" if state.sequence_id is None else str(state.sequence_id),
+                update_hash,
+            ],
+        )
 
-    def delete(self, name: str) -> None:
+    def _delete_call(self, name: str) -> tuple[list[str], list[Any]]:
         holder = self._check_holder(name)
         keys = self.keys
-        with self._guard("delete session state"):
-            self._delete_script(
-                keys=[
-                    keys.state(name),
-                    keys.names,
-                    keys.lease(name),
-                    keys.desired(name),
-                    keys.seq(name),
-                ],
-                args=[name, holder],
-            )
+        return (
+            [keys.state(name), keys.names, keys.lease(name), keys.desired(name), keys.seq(name)],
+            [name, holder],
+        )
+
+    def _async(self) -> _Scripts:
+        if self._ascripts is None:
+            raise StateError("this RedisStore has no asyncio client (RedisStore(..., aclient=))")
+        return self._ascripts
 
     def names(self) -> tuple[str, ...]:
         with self._guard("list session state"):
@@ -392,6 +443,43 @@ class RedisStore:
         ``op``: ``join``/``leave`` (a uid), ``hosts`` (a list of uids), ``speaker`` (uid/None).
         Durable (per the server's persistence) when it returns.
         """
+        keys, args = self._event_call(name, op, value)
+        with self._guard("record a desired-state change"):
+            return int(self._scripts.event(keys=keys, args=args))
+
+    async def arecord_events(self, events: Sequence[tuple[str, str, Any]]) -> list[int]:
+        """``record_event`` for each (name, op, value) in order, in one round trip; the new
+        versions. Each event is atomic on its own; after an error (a connection lost
+        mid-way) some may have landed."""
+        if not events:
+            return []
+        calls = [self._event_call(*event) for event in events]
+        script = self._async().event
+        with self._guard("record desired-state changes"):
+            if len(calls) == 1:
+                keys, args = calls[0]
+                return [int(await script(keys=keys, args=args))]
+            return [int(v) for v in await self._evalsha_all(script, calls)]
+
+    async def _evalsha_all(self, script: Any, calls: list[tuple[list[str], list[Any]]]) -> Any:
+        """One script over many calls in one pipeline. Not through ``Script(client=pipe)``,
+        which asks SCRIPT EXISTS first (a second round trip); the script is loaded only
+        when Redis says it does not know it (restarted without persistence, flushed)."""
+        import redis
+
+        for attempt in range(2):
+            try:
+                async with self.aredis.pipeline(transaction=False) as pipe:
+                    for keys, args in calls:
+                        pipe.evalsha(script.sha, len(keys), *keys, *args)
+                    return await pipe.execute()
+            except redis.exceptions.NoScriptError:
+                if attempt:
+                    raise
+                await self.aredis.script_load(script.script)
+        raise AssertionError("unreachable")
+
+    def _event_call(self, name: str, op: str, value: Any) -> tuple[list[str], list[Any]]:
         if op in ("join", "leave"):
             argument = str(int(value))
         elif op in ("hosts", "speaker"):
@@ -399,13 +487,10 @@ class RedisStore:
         else:
             raise ValueError(f"unknown desired-state change {op!r}")
         keys = self.keys
-        with self._guard("record a desired-state change"):
-            return int(
-                self._event_script(
-                    keys=[keys.desired(name), keys.state(name)],
-                    args=[op, argument, keys.wake, name],
-                )
-            )
+        return (
+            [keys.desired(name), keys.state(name), keys.lease(name)],
+            [op, argument, keys.wake, name],
+        )
 
     def record_notification(
         self,
@@ -419,24 +504,49 @@ class RedisStore:
     ) -> bool:
         """A webhook's join/leave for every session of its channel, with its clientSeq record,
         in one script; False (nothing changed) when the clientSeq is not above the last one."""
+        keys, args = self._notification_call(channel, uid, client_seq, joined, names, retention)
+        with self._guard("record a webhook event"):
+            return bool(self._scripts.notification(keys=keys, args=args))
+
+    async def arecord_notification(
+        self,
+        channel: str,
+        uid: int,
+        client_seq: int,
+        *,
+        joined: bool,
+        names: Sequence[str],
+        retention: float,
+    ) -> bool:
+        """``record_notification`` on the asyncio client."""
+        keys, args = self._notification_call(channel, uid, client_seq, joined, names, retention)
+        scripts = self._async()
+        with self._guard("record a webhook event"):
+            return bool(await asyncio.shield(scripts.notification(keys=keys, args=args)))
+
+    def _notification_call(
+        self,
+        channel: str,
+        uid: int,
+        client_seq: int,
+        joined: bool,
+        names: Sequence[str],
+        retention: float,
+    ) -> tuple[list[str], list[Any]]:
         keys = self.keys
         script_keys = [keys.client_seq(channel, uid)]
         for name in names:
-            script_keys += [keys.desired(name), keys.state(name)]
-        with self._guard("record a webhook event"):
-            applied = self._notification_script(
-                keys=script_keys,
-                args=[
-                    client_seq,
-                    "1" if joined else "0",
-                    uid,
-                    max(1, int(retention * 1000)),
-                    keys.wake,
-                    *names,
-                    keys.client_seq_order,
-                ],
-            )
-        return bool(applied)
+            script_keys += [keys.desired(name), keys.state(name), keys.lease(name)]
+        args = [
+            client_seq,
+            "1" if joined else "0",
+            uid,
+            max(1, int(retention * 1000)),
+            keys.wake,
+            *names,
+            keys.client_seq_order,
+        ]
+        return script_keys, args
 
     def load_client_seqs(self, *, now: float | None = None) -> list[ClientSeqRow]:
         """Every webhook ordering record, least recently updated first, each leave older by
@@ -559,17 +669,14 @@ class RedisStore:
     def desired(self, name: str) -> tuple[tuple[int, ...], int | None, int] | None:
         """(hosts, speaker, version) recorded by events, or None when there were none."""
         with self._guard("read desired state"):
-            hosts, speaker, version = self.redis.hmget(
-                self.keys.desired(name), "hosts", "speaker", "version"
-            )
-        if hosts is None:
-            return None
-        decoded = orjson.loads(hosts)
-        return (
-            tuple(int(h) for h in decoded or ()),
-            _int_or_none(orjson.loads(speaker) if speaker is not None else None),
-            int(version or 0),
-        )
+            fields = self.redis.hmget(self.keys.desired(name), "hosts", "speaker", "version")
+        return _desired_of(fields)
+
+    async def adesired(self, name: str) -> tuple[tuple[int, ...], int | None, int] | None:
+        """``desired`` on the asyncio client."""
+        with self._guard("read desired state"):
+            fields = await self.aredis.hmget(self.keys.desired(name), "hosts", "speaker", "version")
+        return _desired_of(fields)
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -618,6 +725,18 @@ class _Guard:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _desired_of(fields: Sequence[Any]) -> tuple[tuple[int, ...], int | None, int] | None:
+    hosts, speaker, version = fields
+    if hosts is None:
+        return None
+    decoded = orjson.loads(hosts)
+    return (
+        tuple(int(h) for h in decoded or ()),
+        _int_or_none(orjson.loads(speaker) if speaker is not None else None),
+        int(version or 0),
+    )
 
 
 def _int_or_none(value: Any) -> int | None:

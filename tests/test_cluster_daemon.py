@@ -114,6 +114,7 @@ async def eventually(check: Any, timeout: float = 5.0) -> None:
 async def created(daemon: ClusterDaemon, emu: httpx.AsyncClient) -> Any:
     """Host 101 joins "hall" and its task is made; returns what lists the calls' kinds."""
     daemon.host_joined("hall", 101)
+    await daemon.commit_inputs()  # as the HTTP layer does
 
     async def kinds() -> list[str]:
         return [r["kind"] for r in await requests(emu)]
@@ -129,6 +130,7 @@ class TestStaleOwner:
         daemon, emu = replica
         assert daemon.owned() == ("hall",)
         daemon.host_joined("hall", 101)
+        await daemon.commit_inputs()  # as the HTTP layer does
 
         async def created() -> bool:
             return any(r["kind"] == "create" for r in await requests(emu))
@@ -149,6 +151,7 @@ class TestStaleOwner:
         thief = LeaseTable(daemon.redis, daemon.redis_store.keys, "b", ttl=30)
         assert (await thief.acquire(["hall"]))[0] == {"hall"}
         daemon.host_joined("hall", 102)  # an event reaches the stale owner
+        await daemon.commit_inputs()  # as the HTTP layer does
 
         async def failed() -> bool:
             return "lease not held by this replica" in (daemon.get("hall").last_error or "")
@@ -203,6 +206,7 @@ class TestStaleOwner:
         bucket.reserve = noting  # type: ignore[method-assign]
         before = time.monotonic()
         daemon.host_joined("hall", 102)
+        await daemon.commit_inputs()  # as the HTTP layer does
         after = time.monotonic()
         await eventually(lambda: _has(kinds(), "update"))
         assert len(asked) == 1 and asked[0] is not None and before <= asked[0] <= after
@@ -240,6 +244,43 @@ class TestStaleOwner:
         finally:
             await client.aclose()
 
+    async def test_the_window_admission_confirms_the_lease_in_redis(
+        self, redis_server: RedisServer
+    ) -> None:
+        """With the fleet's window, the lease is confirmed by the admission's own script:
+        a lease taken over in Redis (still valid on this replica's clock) sends nothing
+        and holds no slot."""
+        import redis.asyncio
+
+        from layoutsync.daemon.cluster import RedisTokenBucket
+
+        client = redis.asyncio.Redis.from_url(redis_server.url)
+        sent: list[httpx.Request] = []
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            sent.append(request)
+            return httpx.Response(200)
+
+        keys = RedisKeys("window-test")
+        leases = LeaseTable(client, keys, "a", ttl=30.0)
+        bucket = RedisTokenBucket(client, keys.bucket, qps=10)
+        transport = FencedTransport(httpx.MockTransport(handler), leases, window=bucket.sending)
+        try:
+            await leases.acquire(["hall"])
+            marker = _SENDER.set(("hall", leases.token("hall")))
+            try:
+                await transport.handle_async_request(httpx.Request("GET", "http://x/"))
+                assert len(sent) == 1
+                await client.set(keys.lease("hall"), "b|99")  # taken over, as Redis sees it
+                with pytest.raises(LeaseLost, match="taken over"):
+                    await transport.handle_async_request(httpx.Request("GET", "http://x/"))
+                assert len(sent) == 1 and transport.refused == 1
+                assert await client.zcard(f"{keys.bucket}:sent") == 1  # the first send's only
+            finally:
+                _SENDER.reset(marker)
+        finally:
+            await client.aclose()
+
 
 class TestTwoReplicas:
     async def test_events_at_the_other_replica_are_applied_once_by_the_owner(
@@ -260,6 +301,7 @@ class TestTwoReplicas:
             other.host_joined("hall", 101)
             other.set_hosts("hall", [101, 102])
             other.set_speaker("hall", 102)
+            await other.commit_inputs()  # as the HTTP layer does
 
             async def created() -> bool:
                 kinds = [r["kind"] for r in await requests(emu)]
@@ -292,6 +334,10 @@ async def _async(value: bool) -> bool:
     return value
 
 
+def _idle(daemon: ClusterDaemon) -> bool:
+    return not daemon.queue.waiting() and not daemon.queue.processing
+
+
 async def _has(values: Any, item: str) -> bool:
     return item in await values
 
@@ -313,3 +359,64 @@ class TestFlags:
         assert f"--redis {dead}: Redis: cannot reach Redis" in err and "Traceback" not in err
         assert main(["daemon", "--config", specs, "--redis", "http://nope"]) == 2
         assert "--redis" in capsys.readouterr().err
+
+
+class TestDesiredReads:
+    """The owner reads a session's desired inputs back from Redis only when a version newer
+    than the one it read exists (its own writes, a wake); never a stale reconcile."""
+
+    async def settled(self, daemon: ClusterDaemon, emu: httpx.AsyncClient) -> tuple[Any, list[str]]:
+        """The task made and nothing left to do; (what lists the calls' kinds, the reads)."""
+        kinds = await created(daemon, emu)
+        await eventually(lambda: _async(_idle(daemon)))
+        return kinds, self.counting(daemon)
+
+    @staticmethod
+    def counting(daemon: ClusterDaemon) -> list[str]:
+        reads: list[str] = []
+        read = daemon.redis_store.adesired
+
+        async def adesired(name: str) -> Any:
+            reads.append(name)
+            return await read(name)
+
+        daemon.redis_store.adesired = adesired  # type: ignore[method-assign]
+        return reads
+
+    async def test_a_session_whose_events_all_reached_its_owner_is_read_once_per_event(
+        self, replica: tuple[ClusterDaemon, httpx.AsyncClient]
+    ) -> None:
+        daemon, emu = replica
+        kinds, reads = await self.settled(daemon, emu)
+        for count, uid in enumerate((102, 103), start=1):
+            daemon.host_joined("hall", uid)
+            await daemon.commit_inputs()
+
+            async def sent(count: int = count) -> bool:
+                return (await kinds()).count("update") == count and _idle(daemon)
+
+            await eventually(sent)
+        await asyncio.sleep(0.1)  # the replica's own wakes come back meanwhile
+        # one read per event (before the token), none after it nor for the own wake
+        assert reads == ["hall", "hall"]
+        await daemon.reconcile_now("hall")  # nothing new since: no read
+        assert reads == ["hall", "hall"]
+
+    async def test_an_event_recorded_elsewhere_is_read_before_the_next_reconcile(
+        self, replica: tuple[ClusterDaemon, httpx.AsyncClient]
+    ) -> None:
+        daemon, emu = replica
+        kinds, reads = await self.settled(daemon, emu)
+        daemon.redis_store.record_event("hall", "join", 102)  # as another replica records it
+        await eventually(lambda: _has(kinds(), "update"))
+        assert reads and daemon.get("hall").session.hosts == (101, 102)
+
+    async def test_a_lost_wake_subscription_forgets_what_was_read(
+        self, replica: tuple[ClusterDaemon, httpx.AsyncClient]
+    ) -> None:
+        daemon, emu = replica
+        await created(daemon, emu)
+        await eventually(lambda: _async("hall" in daemon._read_version))
+        daemon._read_version["hall"] = 10**9  # as if read; a lost subscription forgets it
+        await daemon.redis.client_kill_filter(_type="pubsub")  # the subscription drops
+        await eventually(lambda: _async("hall" not in daemon._read_version), timeout=5)

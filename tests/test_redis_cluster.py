@@ -413,6 +413,6 @@ class TestWake:
             await pubsub.get_message(timeout=1)  # the subscribe confirmation
             store.record_event("hall", "join", 5)
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
-            assert message is not None and message["data"] == b"hall"
+            assert message is not None and message["data"] == b"1 hall"  # <version> <name>
         finally:
             await pubsub.aclose()

@@ -41,7 +41,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..apply import ReconcileResult
-from ..errors import LayoutsyncError
+from ..errors import LayoutsyncError, StateError
 from ..logs import get_logger
 from ..redact import redact
 from ..validate import MAX_UID
@@ -312,12 +312,15 @@ def create_app(
         try:
             await daemon.commit_inputs()
         except LayoutsyncError as exc:
-            _log().error("desired inputs not saved; not acknowledged", error=str(exc))
-            raise ApiProblem(
-                503,
-                f"the change is not saved, so it is not acknowledged ({exc}); send it again",
-                {"Retry-After": "1"},
-            ) from None
+            raise not_saved(exc) from None
+
+    def not_saved(exc: LayoutsyncError) -> ApiProblem:
+        _log().error("desired inputs not saved; not acknowledged", error=str(exc))
+        return ApiProblem(
+            503,
+            f"the change is not saved, so it is not acknowledged ({exc}); send it again",
+            {"Retry-After": "1"},
+        )
 
     def accepted(name: str, **fields: Any) -> Response:
         return _json({"session": name, "accepted": True, **fields}, 202)
@@ -394,7 +397,10 @@ def create_app(
             notification = parse_notification(raw)
         except WebhookError as exc:
             raise ApiProblem(400, str(exc)) from None
-        outcome = daemon.handle_notification(notification)
+        try:
+            outcome = await daemon.notify(notification)
+        except StateError as exc:
+            raise not_saved(exc) from None
         await durable()  # also for an ignored one: an earlier batch may still be on its way
         _log().debug(
             "webhook",

@@ -33,9 +33,18 @@ Spreading
 Events at any replica
     ``RedisStore.record_event``/``record_notification`` change the desired
     inputs in Redis (durably, per the server's persistence) before the API
-    answers, and publish the session name on ``{ns}:wake``; the owner queues
-    it. Before each reconcile the owner reads the desired inputs back from
-    Redis (level-triggered: whatever the events were, one reconcile).
+    answers, and publish ``<version> <name>`` to the replica the session's
+    lease names (``{ns}:wake:{replica}``; ``{ns}:wake``, every replica, when
+    no lease is held), which queues it: one message per event, however many
+    replicas. A lease that moves after the publish moves to a replica that
+    reads the desired inputs on taking over. API events are group-committed
+    (``RedisEventJournal``: the events of one loop tick in one pipeline).
+    Before each reconcile the owner reads the desired inputs back from Redis
+    (level-triggered: whatever the events were, one reconcile) -- unless no
+    version newer than the one it read was announced since (by its own
+    writes or a wake), which spares the read of a session with nothing new.
+    A lost subscription forgets every version read, so nothing is skipped on
+    a wake that never came.
 
 Quota
     ``RedisTokenBucket``: one token bucket for the whole fleet, one Lua
@@ -71,6 +80,7 @@ from ..errors import StateError
 from ..redis_store import LeaseLost, RedisKeys, RedisStore
 from ..spec import LayoutSpec
 from .ratelimit import pacing
+from .redis_journal import RedisEventJournal
 from .runtime import Daemon, DaemonSettings, WebhookOutcome, build_client
 from .webhooks import Notification
 
@@ -275,9 +285,14 @@ return string.format('W %.6f', math.max(retry, 1) / 1000)
 
 # The fleet's sends holding a slot. KEYS[1] zset: member -> when its slot ends, less one
 # window: its answer's time once answered, its admission + the longest flight while in
-# flight. ARGV: cap, window ms, member, flight ms. The wait in seconds (0: admitted, the
-# member is in flight now).
+# flight; KEYS[2] (optional) the sending session's lease. ARGV: cap, window ms, member,
+# flight ms, the lease token the sender holds. The wait in seconds (0: admitted, the member
+# is in flight now), or 'F <holder>' when the lease holds another token (nothing admitted).
 _ADMIT = """
+if KEYS[2] then
+  local holder = redis.call('GET', KEYS[2])
+  if holder ~= ARGV[5] then return 'F ' .. tostring(holder) end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local window = tonumber(ARGV[2])
@@ -465,8 +480,11 @@ class RedisTokenBucket:
             return delay + waited
 
     @contextlib.asynccontextmanager
-    async def sending(self) -> AsyncIterator[float]:
+    async def sending(self, lease: tuple[str, str, str] | None = None) -> AsyncIterator[float]:
         """Hold one send of the fleet's window: admitted on entry, answered on exit.
+
+        ``lease``: (session name, lease key, token): the admission also confirms, in the
+        same script, that the lease still holds ``token`` (``LeaseLost`` if not).
 
         The service counts a request when it arrives, somewhere between its admission
         here and its answer; so a send's slot counts from its admission until one window
@@ -477,32 +495,30 @@ class RedisTokenBucket:
         be admitted found every other one admitted and either in flight or answered within
         that second. Yields the seconds waited for a slot.
         """
-        waited, member = await self._admit_one()
+        waited, member = await self._admit_one(lease)
         try:
             yield waited
         finally:
             with contextlib.suppress(*_redis_errors()):
                 await self._answered(keys=[f"{self.key}:sent"], args=[member])
 
-    async def _admit_one(self) -> tuple[float, str]:
+    async def _admit_one(self, lease: tuple[str, str, str] | None) -> tuple[float, str]:
         """Wait until fewer than ``window_cap`` sends of the fleet hold a slot; take one."""
         waited = 0.0
         member = f"{self._member}:{next(self._sent)}"
+        keys = [f"{self.key}:sent"] + ([lease[1]] if lease is not None else [])
+        args = [self.window_cap, int(self.window * 1000), member, int(self.flight * 1000)]
+        if lease is not None:
+            args.append(lease[2])
         while True:
             try:
-                wait = float(
-                    await self._admit(
-                        keys=[f"{self.key}:sent"],
-                        args=[
-                            self.window_cap,
-                            int(self.window * 1000),
-                            member,
-                            int(self.flight * 1000),
-                        ],
-                    )
-                )
+                reply = _text(await self._admit(keys=keys, args=args))
             except _redis_errors() as exc:
                 raise StateError(f"Redis: cannot check the shared rate limit: {exc}") from None
+            if reply.startswith("F"):
+                assert lease is not None
+                raise LeaseLost(lease[0], "taken over")
+            wait = float(reply)
             if wait <= 0:
                 return waited, member
             await asyncio.sleep(wait)
@@ -649,7 +665,7 @@ class FencedTransport(httpx.AsyncBaseTransport):
         transport: httpx.AsyncBaseTransport,
         leases: LeaseTable,
         *,
-        window: Callable[[], contextlib.AbstractAsyncContextManager[float]] | None = None,
+        window: Callable[..., contextlib.AbstractAsyncContextManager[float]] | None = None,
     ) -> None:
         self._transport = transport
         self._leases = leases
@@ -658,24 +674,27 @@ class FencedTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         sender = _SENDER.get()
-        await self._confirm(sender)
-        if self._window is None:
-            return await self._transport.handle_async_request(request)
-        # the fleet's window of sends last, so no Redis round trip lies between a send's
-        # admission and its bytes; its slot is held until the answer. After a wait there
-        # the lease is checked again on this replica's clock: its local deadline ends
-        # before the lease can lapse in Redis, and only a lapsed lease can be taken over
-        async with self._window() as waited:
-            if waited > 0 and sender is not None and self._leases.token(sender[0]) != sender[1]:
-                self.refused += 1
-                raise LeaseLost(sender[0], "expired on this replica's clock")
-            return await self._transport.handle_async_request(request)
-
-    async def _confirm(self, sender: tuple[str, str | None] | None) -> None:
-        if sender is None:
-            return
         try:
-            await self._leases.confirm(*sender)
+            if self._window is None:
+                if sender is not None:
+                    await self._leases.confirm(*sender)
+                return await self._transport.handle_async_request(request)
+            # The fleet's window of sends last, so no Redis round trip lies between a send's
+            # admission and its bytes; its slot is held until the answer, and the admission's
+            # script confirms the lease in Redis (one round trip for both). After a wait
+            # there the lease is checked again on this replica's clock: its local deadline
+            # ends before the lease can lapse in Redis, and only a lapsed lease can be taken
+            # over.
+            lease = None
+            if sender is not None:
+                name, token = sender
+                if token is None or self._leases.token(name) != token:
+                    raise LeaseLost(name, "expired on this replica's clock")
+                lease = (name, self._leases.keys.lease(name), token)
+            async with self._window(lease) as waited:
+                if waited > 0 and lease is not None and self._leases.token(lease[0]) != lease[2]:
+                    raise LeaseLost(lease[0], "expired on this replica's clock")
+                return await self._transport.handle_async_request(request)
         except LeaseLost:
             self.refused += 1
             raise
@@ -766,11 +785,18 @@ class ClusterDaemon(Daemon):
         self._moving: set[str] = set()  # owned elsewhere now; released once not processing
         self._stopped_cluster = asyncio.Event()
         self._nudged = asyncio.Event()  # another replica joined or left: look again now
+        #: per session, the version of the desired inputs last read from Redis, and the
+        #: newest version known to exist there (this replica's writes, wakes)
+        self._read_version: dict[str, int] = {}
+        self._newest_version: dict[str, int] = {}
         super().__init__(
             settings, client=client, store=store, session_factory=self._build, **options
         )
         self.redis_store = store
         self.journal = _WrittenByHandlers()  # type: ignore[assignment]
+        self.events = RedisEventJournal(
+            store, on_written=self._announced, on_failed=self._forget_read
+        )
 
     # --- sessions bound to one lease epoch ---------------------------------------------------
 
@@ -815,7 +841,7 @@ class ClusterDaemon(Daemon):
     # neither restores nor saves (nor compacts) records of its own.
 
     async def commit_inputs(self) -> None:
-        return None
+        await self.events.commit()
 
     def _restore_client_seqs(self) -> None:
         return None
@@ -842,28 +868,72 @@ class ClusterDaemon(Daemon):
 
     def _record(self, name: str, op: str, value: Any) -> None:
         self.get(name)  # UnknownSession before any write
-        self.redis_store.record_event(name, op, value)
+        self.events.record(name, op, value)  # in Redis by the handler's commit_inputs()
+
+    def _queue_change(self, name: str) -> None:
+        if name in self.leases.held:  # elsewhere the owner is woken through Redis
+            self.queue.add(name)
+
+    def _forget_read(self, names: Iterable[str]) -> None:
+        """Read these sessions' desired inputs before their next reconcile (this replica's
+        copy may hold a change that Redis does not)."""
+        for name in names:
+            self._read_version.pop(name, None)
+
+    def _announced(self, name: str, version: int) -> None:
+        """Desired inputs of version ``version`` exist in Redis."""
+        if version > self._newest_version.get(name, 0):
+            self._newest_version[name] = version
 
     def handle_notification(self, notification: Notification) -> WebhookOutcome:
+        targets = self._webhook_targets(notification)
+        if not targets:
+            return super().handle_notification(notification)
+        accepted = self.redis_store.record_notification(
+            **self._notification_args(notification, targets)
+        )
+        return self._webhook_recorded(notification, targets, accepted)
+
+    async def notify(self, notification: Notification) -> WebhookOutcome:
+        """``handle_notification`` on the asyncio client, after the API events this replica
+        recorded before it (so Redis applies them in the order they came)."""
+        targets = self._webhook_targets(notification)
+        if not targets:
+            return super().handle_notification(notification)
+        await self.events.commit()
+        accepted = await self.redis_store.arecord_notification(
+            **self._notification_args(notification, targets)
+        )
+        return self._webhook_recorded(notification, targets, accepted)
+
+    def _webhook_targets(self, notification: Notification) -> list[Any]:
         event = notification.host_event
         if event is None:
-            return super().handle_notification(notification)
-        targets = [
+            return []
+        return [
             m
             for m in self.sessions_for_channel(event.channel)
             if not m.is_own_output(event.channel, event.uid)
         ]
-        if not targets:
-            return super().handle_notification(notification)
+
+    def _notification_args(self, notification: Notification, targets: list[Any]) -> dict[str, Any]:
+        event = notification.host_event
+        assert event is not None
+        return {
+            "channel": event.channel,
+            "uid": event.uid,
+            "client_seq": event.client_seq,
+            "joined": event.joined,
+            "names": [m.name for m in targets],
+            "retention": self.settings.seq_retention,
+        }
+
+    def _webhook_recorded(
+        self, notification: Notification, targets: list[Any], accepted: bool
+    ) -> WebhookOutcome:
+        event = notification.host_event
+        assert event is not None
         self.metrics.events.labels("webhook", str(notification.event_type)).inc()
-        accepted = self.redis_store.record_notification(
-            event.channel,
-            event.uid,
-            event.client_seq,
-            joined=event.joined,
-            names=[m.name for m in targets],
-            retention=self.settings.seq_retention,
-        )
         if not accepted:
             return self._ignored(notification, "clientSeq not above the last seen")
         for managed in targets:
@@ -871,7 +941,8 @@ class ClusterDaemon(Daemon):
                 managed.session.host_joined(event.uid)
             else:
                 managed.session.host_left(event.uid)
-            self.queue.add(managed.name)
+            self._forget_read([managed.name])  # its version is in the wake: read
+            self._queue_change(managed.name)
         return WebhookOutcome(notification.event_type, applied=tuple(m.name for m in targets))
 
     # --- reconciling only what this replica owns -------------------------------------------------
@@ -891,7 +962,7 @@ class ClusterDaemon(Daemon):
             return True  # its owner reconciles it; a wake or a takeover queues it here again
         if name in self._retiring:
             try:
-                self._prepare(name)  # a destroy, bound to this lease epoch
+                await self._prepare(name)  # a destroy, bound to this lease epoch
             except StateError as exc:
                 self._log.warning("destroy not started", session=name, error=str(exc))
                 self.queue.add_after(name, self.limiter.when(name))
@@ -919,7 +990,7 @@ class ClusterDaemon(Daemon):
         (the fleet's bucket serves the oldest change of all replicas first).
         """
         if self.rate_limiter is not None and not refresh:
-            if (error := self._read_desired(managed)) is not None:
+            if (error := await self._read_desired(managed)) is not None:
                 return error
             if not await super()._would_send(managed):
                 return await self._reconcile(managed, refresh=refresh)
@@ -937,22 +1008,23 @@ class ClusterDaemon(Daemon):
     async def _reconcile(self, managed: Any, *, refresh: bool) -> BaseException | None:
         """Bind the session to this lease epoch and read its desired inputs from Redis,
         after any wait for a token, then reconcile."""
-        if (error := self._read_desired(managed)) is not None:
+        if (error := await self._read_desired(managed)) is not None:
             return error
         return await super()._reconcile(managed, refresh=refresh)
 
-    def _read_desired(self, managed: Any) -> StateError | None:
+    async def _read_desired(self, managed: Any) -> StateError | None:
         """``_prepare``; a failure is recorded on the session, logged and returned."""
         try:
-            self._prepare(managed.name)
+            await self._prepare(managed.name)
         except StateError as exc:
             managed.last_error = str(exc)
             self._log.warning("desired inputs not read", session=managed.name, error=str(exc))
             return exc
         return None
 
-    def _prepare(self, name: str) -> None:
-        """Bind the session to the current lease epoch and read its desired inputs."""
+    async def _prepare(self, name: str) -> None:
+        """Bind the session to the current lease epoch and read its desired inputs, unless
+        the version read last is still the newest this replica knows of."""
         managed = self._sessions.get(name) or self._retiring.get(name)
         if managed is None:
             return
@@ -961,11 +1033,19 @@ class ClusterDaemon(Daemon):
             managed.session = self._build(
                 managed.spec, client=self.client, store=self.redis_store, name=name
             )
-        desired = self.redis_store.desired(name)
-        if desired is not None:
-            hosts, speaker, _ = desired
-            managed.session.set_hosts(hosts)
-            managed.session.set_speaker(speaker)
+            self._read_version.pop(name, None)
+        read = self._read_version.get(name)
+        if read is not None and read >= self._newest_version.get(name, 0):
+            return
+        desired = await self.redis_store.adesired(name)
+        if desired is None:
+            self._read_version[name] = 0  # no event yet: the row's inputs stand
+            return
+        hosts, speaker, version = desired
+        managed.session.set_hosts(hosts)
+        managed.session.set_speaker(speaker)
+        self._read_version[name] = version
+        self._announced(name, version)
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -1087,20 +1167,28 @@ class ClusterDaemon(Daemon):
         return max(wait, _EXPIRY_SLACK)
 
     async def _wake_loop(self) -> None:
-        channel = self.redis_store.keys.wake
+        keys = self.redis_store.keys
+        channels = (keys.wake, keys.wake_of(self.cluster.replica_id))
         while not self._stopped_cluster.is_set():
             pubsub = self.redis.pubsub()
             try:
-                await pubsub.subscribe(channel)
+                await pubsub.subscribe(*channels)
+                self._read_version.clear()  # wakes may have been missed: read before each
                 for name in self.owned():  # whatever was published while not subscribed
                     self.queue.add(name)
                 async for message in pubsub.listen():
                     if message.get("type") != "message":
                         continue
-                    name = _text(message["data"])
-                    if name == _NUDGE:
+                    text = _text(message["data"])
+                    if text == _NUDGE:
                         self._nudged.set()
-                    elif self.owns(name):
+                        continue
+                    version, name = _wake_of(text)
+                    if version is None:  # a reconcile asked for at another replica
+                        self._read_version.pop(name, None)
+                    else:
+                        self._announced(name, version)
+                    if self.owns(name):
                         self.queue.add(name)
             except _redis_errors() as exc:
                 self._log.warning("wake channel lost; resubscribing", error=str(exc))
@@ -1109,6 +1197,15 @@ class ClusterDaemon(Daemon):
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
+
+
+def _wake_of(text: str) -> tuple[int | None, str]:
+    """(version, name) of a wake message: ``<version> <name>`` after an event, ``<name>``
+    when another replica asks for a reconcile."""
+    head, _, rest = text.partition(" ")
+    if rest and head.isdigit():
+        return int(head), rest
+    return None, text
 
 
 def build_cluster_daemon(
@@ -1123,9 +1220,6 @@ def build_cluster_daemon(
     """A replica over ``cluster.redis_url``: store, shared bucket, fenced client. Raises
     ``StateError`` when Redis cannot be reached."""
     import redis.asyncio
-
-    store = RedisStore.from_url(cluster.redis_url, namespace=cluster.namespace)
-    store.check()
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
@@ -1135,6 +1229,8 @@ def build_cluster_daemon(
         socket_connect_timeout=2.0,
         retry=Retry(NoBackoff(), 0),  # the lease loop retries, on its own schedule
     )
+    store = RedisStore.from_url(cluster.redis_url, namespace=cluster.namespace, aclient=aredis)
+    store.check()
     leases = LeaseTable(aredis, store.keys, cluster.replica_id, cluster.lease_ttl)
     bucket = RedisTokenBucket(aredis, store.keys.bucket, settings.qps, settings.burst)
     base = transport if transport is not None else httpx.AsyncHTTPTransport()

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from ..store import ClientSeqRow, DesiredInputs, StateStore
 
-__all__ = ["InputJournal", "JournalStats"]
+__all__ = ["GroupCommit", "InputJournal", "JournalStats"]
 
 
 @dataclass(slots=True)
@@ -50,19 +50,63 @@ class JournalStats:
         return self.seconds / self.batches if self.batches else 0.0
 
 
-class InputJournal:
+class GroupCommit:
+    """What a group-committing writer shares with another: each record bumps a
+    generation, ``commit()`` waits until its generation is written, and one writer
+    task (``_write``, a subclass's) writes whatever is pending, batch after batch,
+    waking the waiters of each batch (``_wake``)."""
+
+    _task_name = "layoutsync-journal"
+
+    def __init__(self) -> None:
+        self._recorded = 0  #: generation of the last record
+        self._durable = 0  #: every record up to this generation is written
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        """Records waiting for a write."""
+        raise NotImplementedError
+
+    async def commit(self) -> None:
+        """Return once everything recorded so far is written; raise the store's error if not."""
+        target = self._recorded
+        if self._durable >= target and not len(self):
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, future))
+        if self._writer is None or self._writer.done():
+            # A task of its own: the handlers already scheduled in this loop tick record
+            # before it runs, so their events join its first batch.
+            self._writer = asyncio.create_task(self._write(), name=self._task_name)
+        await future
+
+    async def _write(self) -> None:
+        raise NotImplementedError
+
+    def _wake(self, generation: int, error: BaseException | None) -> None:
+        still = []
+        for target, future in self._waiters:
+            if target > generation:
+                still.append((target, future))
+            elif not future.done():
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
+        self._waiters = still
+
+
+class InputJournal(GroupCommit):
     """The daemon's one writer of desired inputs and clientSeq records (group commit)."""
 
     def __init__(self, store: StateStore, *, clock: Callable[[], float] = time.perf_counter):
+        super().__init__()
         self._store = store
         self._clock = clock
         self._threaded = bool(getattr(store, "commit_blocks", True))
         self._desired: dict[str, DesiredInputs] = {}
         self._seqs: dict[tuple[str, int], ClientSeqRow] = {}
-        self._recorded = 0  #: generation of the last record
-        self._durable = 0  #: every record up to this generation is on disk
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self.stats = JournalStats()
 
@@ -78,20 +122,7 @@ class InputJournal:
         self._seqs[row[0], row[1]] = row
         self._recorded += 1
 
-    async def commit(self) -> None:
-        """Return once everything recorded so far is on disk; raise the store's error if not."""
-        target = self._recorded
-        if self._durable >= target and not self:
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((target, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write(), name="layoutsync-journal")
-        await future
-
     async def _write(self) -> None:
-        # A task of its own: the handlers already scheduled in this loop tick record
-        # before it runs, so their events join its first batch.
         loop = asyncio.get_running_loop()
         if self._executor is None and self._threaded:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="layoutsync-journal")
@@ -137,18 +168,6 @@ class InputJournal:
         await asyncio.get_running_loop().run_in_executor(
             self._executor, self._store.save_client_seqs, rows
         )
-
-    def _wake(self, generation: int, error: BaseException | None) -> None:
-        still = []
-        for target, future in self._waiters:
-            if target > generation:
-                still.append((target, future))
-            elif not future.done():
-                if error is None:
-                    future.set_result(None)
-                else:
-                    future.set_exception(error)
-        self._waiters = still
 
     def close(self) -> None:
         if self._executor is not None:

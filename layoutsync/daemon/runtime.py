@@ -387,7 +387,10 @@ class Daemon:
         if source == "api":
             self.metrics.events.labels(source, kind).inc()
         self.journal.record(managed.name, managed.session.desired)
-        self.queue.add(managed.name)
+        self._queue_change(managed.name)
+
+    def _queue_change(self, name: str) -> None:
+        self.queue.add(name)
 
     async def commit_inputs(self) -> None:
         """Wait until every change made so far is in the store (then it may be acknowledged).
@@ -396,6 +399,11 @@ class Daemon:
         pending, and is written with the next commit.
         """
         await self.journal.commit()
+
+    async def notify(self, notification: Notification) -> WebhookOutcome:
+        """``handle_notification``, as the HTTP layer calls it (a store over the network
+        records it without blocking the loop: ``ClusterDaemon``)."""
+        return self.handle_notification(notification)
 
     def handle_notification(self, notification: Notification) -> WebhookOutcome:
         """Apply one verified NCS notification to every session of its channel."""
