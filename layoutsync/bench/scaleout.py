@@ -12,7 +12,12 @@ throughput
     rounds. events/s = changes applied / seconds; the ratio 3 vs 1 is the
     figure (goal >= 2.5x). On a machine with fewer cores than processes
     (3 replicas + emulator + Redis + this driver) the replicas share the
-    cores, and the ratio says so: ``cores`` is in the details.
+    cores, and the ratio says so: ``cores`` is in the details. Then the
+    same stack takes ``paced_rate`` events/s *per replica* for
+    ``paced_seconds`` (1 replica: that rate, 3: three times it), below
+    what the machine can serve: the replicas' CPU per event at an equal load
+    each (their idle cost taken out) gives ``3 * cpu(1) / cpu(3)``, the ratio
+    with a core per replica, and Redis' CPU per event the fleet's ceiling.
 quota
     ``sessions`` sessions with a task each (made first with the limit
     lifted), then 3 replicas restarted with ``--qps Q`` (one bucket in
@@ -80,6 +85,8 @@ class Scale:
     seconds: float
     lease_ttl: float
     takeover_runs: int = 3
+    paced_rate: float = 40.0  #: events/s per replica in the equal-load phase
+    paced_seconds: float = 30.0
 
 
 FULL = Scale(
@@ -99,6 +106,8 @@ QUICK = Scale(
     overload=10,
     seconds=6,
     lease_ttl=2,
+    paced_rate=20,
+    paced_seconds=5,
 )
 
 
@@ -347,14 +356,19 @@ def _throughput(root: Path, scale: Scale) -> list[Figure]:
     """Events/s of 1 and of 3 replicas on the same rounds, and the replicas' CPU per event.
 
     On a machine with fewer cores than processes the events/s measure the
-    machine. The CPU the replicas spent per event does not, once what they
+    machine. The CPU the replicas spend per event does not, once what they
     spend idle (leases, heartbeats, measured over ``IDLE_SECONDS`` before the
-    rounds) is taken out: ``3 * cpu(1) / cpu(3)`` is then the ratio three
-    replicas would reach with a core each, busy (Redis, the emulator and the
-    sender elsewhere, as in production).
+    rounds) is taken out, and once each replica carries the same load: at
+    saturation CPU per event depends on how far each one is starved (a
+    starved replica batches more), so it is measured at ``paced_rate``
+    events/s per replica. ``3 * cpu(1) / cpu(3)`` is then the ratio three
+    replicas would reach with a core each (Redis, the emulator and the sender
+    elsewhere, as in production), up to Redis' own ceiling.
     """
     rates: dict[int, float] = {}
-    cpu_ms: dict[int, float] = {}
+    busy_ms: dict[int, float] = {}  # at saturation (the rounds)
+    paced_ms: dict[int, float] = {}  # at an equal load per replica
+    redis_ms: dict[int, float] = {}
     idle_shares: dict[int, float] = {}
     for count in (1, 3):
         with _stack(root / f"x{count}", scale.throughput_sessions) as stack:
@@ -364,34 +378,44 @@ def _throughput(root: Path, scale: Scale) -> list[Figure]:
             asyncio.run(_send(urls, [(n, 100) for n in names]))  # every task made, not timed
             total = len(names)
             _wait(lambda t=total: stack.calls("create") >= t, 300, "the first creates")
-            idle_from, idle_before = time.perf_counter(), _fleet_cpu(stack)
+            idle = _Meter(stack)
             time.sleep(IDLE_SECONDS)
-            idle_cpu, idle_after = time.perf_counter() - idle_from, _fleet_cpu(stack)
-            started, cpu_before = time.perf_counter(), _fleet_cpu(stack)
+            idle_share = idle.cores()  # the fleet idle
+            rounds = _Meter(stack)
             for r in range(scale.rounds):
                 asyncio.run(_send(urls, [(n, 101 + r) for n in names]))
                 want = len(names) * (r + 1)
                 _wait(lambda want=want: stack.calls("update") >= want, 300, "a round of updates")
-            elapsed, cpu_after = time.perf_counter() - started, _fleet_cpu(stack)
             events = len(names) * scale.rounds
-            rates[count] = events / elapsed
-            if None not in (cpu_before, cpu_after, idle_before, idle_after):
-                assert cpu_before is not None and cpu_after is not None
-                assert idle_before is not None and idle_after is not None
-                idle_share = (idle_after - idle_before) / idle_cpu  # cores, the fleet idle
+            rates[count] = events / rounds.seconds()
+            if idle_share is not None:
+                busy_ms[count] = rounds.busy_ms_per_event(events, idle_share)
+            paced = _Meter(stack)
+            before = stack.calls("update")
+            sent = asyncio.run(
+                _paced(urls, names, scale.paced_rate * count, scale.paced_seconds, 1000)
+            )
+            want = before + sent
+            _wait(lambda want=want: stack.calls("update") >= want, 300, "the paced updates")
+            if idle_share is not None:
                 idle_shares[count] = idle_share
-                busy = cpu_after - cpu_before - idle_share * elapsed
-                cpu_ms[count] = busy / events * 1000
+                paced_ms[count] = paced.busy_ms_per_event(sent, idle_share)
+                redis_ms[count] = paced.redis_ms_per_event(sent)
     ratio = rates[3] / rates[1]
     cpu_details: dict[str, float | int | str] = {}
-    if len(cpu_ms) == 2:
+    if len(paced_ms) == 2:
         cpu_details = {
-            "replica_cpu_ms_per_event_1": round(cpu_ms[1], 3),
-            "replica_cpu_ms_per_event_3": round(cpu_ms[3], 3),
+            "replica_cpu_ms_per_event_1": round(paced_ms[1], 3),
+            "replica_cpu_ms_per_event_3": round(paced_ms[3], 3),
+            "paced_events_per_s_per_replica": scale.paced_rate,
+            # three replicas on a core each, the rest of the stack elsewhere
+            "ratio_with_a_core_per_replica": round(3 * paced_ms[1] / paced_ms[3], 2),
+            "redis_cpu_ms_per_event_3": round(redis_ms[3], 3),
+            "redis_ceiling_events_per_s": round(1000 / redis_ms[3]) if redis_ms[3] > 0 else 0,
+            "saturated_cpu_ms_per_event_1": round(busy_ms[1], 3),
+            "saturated_cpu_ms_per_event_3": round(busy_ms[3], 3),
             "idle_cores_1": round(idle_shares[1], 3),
             "idle_cores_3": round(idle_shares[3], 3),
-            # three replicas on a core each, the rest of the stack elsewhere
-            "ratio_with_a_core_per_replica": round(3 * cpu_ms[1] / cpu_ms[3], 2),
         }
     return [
         Figure("scaleout", "throughput_1_replica", rates[1], "events/s"),
@@ -410,6 +434,59 @@ def _throughput(root: Path, scale: Scale) -> list[Figure]:
             },
         ),
     ]
+
+
+class _Meter:
+    """CPU seconds of the replicas and of Redis, and wall seconds, from its making on."""
+
+    def __init__(self, stack: _Stack) -> None:
+        self._stack = stack
+        self._started = time.perf_counter()
+        self._fleet = _fleet_cpu(stack)
+        self._redis = _cpu_seconds(stack.children[0].process.pid)
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self._started
+
+    def cores(self) -> float | None:
+        """The replicas' CPU per wall second so far (None without /proc)."""
+        now = _fleet_cpu(self._stack)
+        if now is None or self._fleet is None:
+            return None
+        return (now - self._fleet) / self.seconds()
+
+    def busy_ms_per_event(self, events: int, idle_cores: float) -> float:
+        now = _fleet_cpu(self._stack)
+        assert now is not None and self._fleet is not None
+        return (now - self._fleet - idle_cores * self.seconds()) / events * 1000
+
+    def redis_ms_per_event(self, events: int) -> float:
+        now = _cpu_seconds(self._stack.children[0].process.pid)
+        if now is None or self._redis is None:
+            return 0.0
+        return (now - self._redis) / events * 1000
+
+
+async def _paced(
+    urls: list[str], names: list[str], rate: float, seconds: float, first_uid: int
+) -> int:
+    """Joins at ``rate``/s for ``seconds``, session after session, round-robin over ``urls``
+    (each a change: a new uid); how many were sent, every one acknowledged."""
+    async with httpx.AsyncClient(headers=AUTH, timeout=30) as client:
+        tasks: list[asyncio.Task[httpx.Response]] = []
+        started = time.monotonic()
+        sent = 0
+        while (elapsed := time.monotonic() - started) < seconds:
+            while sent < int(elapsed * rate):
+                name, uid = names[sent % len(names)], first_uid + sent // len(names)
+                url = f"{urls[sent % len(urls)]}/v1/sessions/{name}/hosts/{uid}"
+                tasks.append(asyncio.create_task(_request(client, "PUT", url)))
+                sent += 1
+            await asyncio.sleep(0.005)
+        for response in await asyncio.gather(*tasks):
+            if response.status_code != 202:
+                raise RuntimeError(f"event not acknowledged: {response.text}")
+    return sent
 
 
 # --- quota --------------------------------------------------------------------------------------
