@@ -275,7 +275,7 @@ class RedisStore:
     on the same server) the store also has awaitable twins of its writes
     (``asave``, ``adelete``, ``arecord_events``, ``arecord_notification``,
     ``adesired``), which ``AsyncSession`` and the daemon use, so an event loop
-    never blocks on Redis. Without fencing (``fenced``) writes are
+    does not wait on Redis for them. Without fencing (``fenced``) writes are
     unconditional, which is what a single library user needs.
     """
 

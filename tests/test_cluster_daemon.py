@@ -420,3 +420,22 @@ class TestDesiredReads:
         daemon._read_version["hall"] = 10**9  # as if read; a lost subscription forgets it
         await daemon.redis.client_kill_filter(_type="pubsub")  # the subscription drops
         await eventually(lambda: _async("hall" not in daemon._read_version), timeout=5)
+
+
+class TestWebhookOrder:
+    async def test_a_webhook_lands_after_the_api_events_the_replica_took_before_it(
+        self, replica: tuple[ClusterDaemon, httpx.AsyncClient]
+    ) -> None:
+        """The API's events wait in the group commit; a webhook taken after them is
+        written after them, so a join by the API then a leave by NCS ends with the host
+        gone (the other order would bring it back)."""
+        from layoutsync.daemon.webhooks import parse_notification
+
+        daemon, _ = replica
+        daemon.host_joined("hall", 5)  # recorded, not yet written
+        leave = {"channelName": "hall", "uid": 5, "clientSeq": 1}
+        body = json.dumps({"noticeId": "n1", "productId": 1, "eventType": 104, "payload": leave})
+        outcome = await daemon.notify(parse_notification(body.encode()))
+        assert outcome.applied == ("hall",)
+        await daemon.commit_inputs()
+        assert daemon.redis_store.desired("hall") == ((), None, 2)
