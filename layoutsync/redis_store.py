@@ -47,7 +47,7 @@ from .store import (
     scrub_tokens,
 )
 
-__all__ = ["DEFAULT_NAMESPACE", "LeaseLost", "RedisKeys", "RedisStore"]
+__all__ = ["DEFAULT_NAMESPACE", "LeaseLost", "LoadedSession", "RedisKeys", "RedisStore"]
 
 DEFAULT_NAMESPACE = "layoutsync"
 
@@ -297,6 +297,7 @@ class RedisStore:
         self._order_stamp = 0.0
         self._scripts = _Scripts.on(client)
         self._ascripts = _Scripts.on(aclient) if aclient is not None else None
+        self._preloaded: dict[str, Any] = {}
 
     @classmethod
     def from_url(
@@ -322,10 +323,14 @@ class RedisStore:
         )
         return cls(client, namespace=namespace, aclient=aclient)
 
-    def fenced(self, name: str, holder: str | None) -> RedisStore:
+    def fenced(
+        self, name: str, holder: str | None, *, loaded: LoadedSession | None = None
+    ) -> RedisStore:
         """A view whose writes of ``name`` succeed only while its lease holds ``holder``.
 
         ``holder`` None: this replica does not own the session, every write fails.
+        ``loaded`` (from ``aload_session``) answers the view's first ``load`` and
+        ``load_desired``, so a session made over it needs no blocking read.
         """
         view = object.__new__(RedisStore)
         view.redis = self.redis
@@ -338,6 +343,8 @@ class RedisStore:
         self.fingerprint("")  # make the key once, so every view shares it
         view._fingerprinter = self._fingerprinter
         view._order_stamp = 0.0
+        #: what ``loaded`` answers, each once (later reads see what others wrote since)
+        view._preloaded = {"state": loaded.state, "desired": loaded.desired} if loaded else {}
         return view
 
     @property
@@ -347,21 +354,32 @@ class RedisStore:
     # --- StateStore ---------------------------------------------------------------------------
 
     def load(self, name: str) -> SessionState | None:
+        if name == self._fenced_name and "state" in self._preloaded:
+            state: SessionState | None = self._preloaded.pop("state")
+            return state
+        return self._read_session(name).state
+
+    async def aload_session(self, name: str) -> LoadedSession:
+        """A session's row and desired inputs in one round trip on the asyncio client (for
+        ``fenced(..., loaded=)``)."""
+        keys = self.keys
+        with self._guard("read session state"):
+            async with self.aredis.pipeline(transaction=False) as pipe:
+                pipe.get(keys.state(name))
+                pipe.hmget(keys.desired(name), "hosts", "speaker", "updated_at")
+                row, desired = await pipe.execute()
+        return _loaded_session(name, row, desired)
+
+    def _read_session(self, name: str) -> LoadedSession:
         keys = self.keys
         with self._guard("read session state"):
             row, desired = self._pipeline(
-                lambda p: (p.get(keys.state(name)), p.hmget(keys.desired(name), "hosts", "speaker"))
+                lambda p: (
+                    p.get(keys.state(name)),
+                    p.hmget(keys.desired(name), "hosts", "speaker", "updated_at"),
+                )
             )
-        if row is None:
-            return None
-        state = _decode(name, row)
-        if desired[0] is not None:
-            hosts = orjson.loads(desired[0])
-            speaker = orjson.loads(desired[1]) if desired[1] is not None else None
-            state = dataclasses.replace(
-                state, hosts=tuple(int(h) for h in hosts or ()), speaker=_int_or_none(speaker)
-            )
-        return state
+        return _loaded_session(name, row, desired)
 
     def save(self, state: SessionState) -> None:
         keys, args = self._save_call(state)
@@ -612,18 +630,12 @@ class RedisStore:
     commit_blocks = False
 
     def load_desired(self, name: str) -> DesiredInputs | None:
+        if name == self._fenced_name and "desired" in self._preloaded:
+            desired: DesiredInputs | None = self._preloaded.pop("desired")
+            return desired
         with self._guard("read desired state"):
-            hosts, speaker, updated_at = self.redis.hmget(
-                self.keys.desired(name), "hosts", "speaker", "updated_at"
-            )
-        if hosts is None:
-            return None
-        decoded = orjson.loads(hosts)
-        return DesiredInputs(
-            hosts=tuple(int(h) for h in decoded or ()),
-            speaker=_int_or_none(orjson.loads(speaker) if speaker is not None else None),
-            updated_at=float(updated_at or 0.0),
-        )
+            fields = self.redis.hmget(self.keys.desired(name), "hosts", "speaker", "updated_at")
+        return _desired_inputs_of(fields)
 
     def save_desired(self, name: str, desired: DesiredInputs) -> None:
         self.save_inputs({name: desired})
@@ -725,6 +737,37 @@ class _Guard:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoadedSession:
+    """What a session is made from: its row (None: none yet) and its desired inputs."""
+
+    name: str
+    state: SessionState | None
+    desired: DesiredInputs | None
+
+
+def _loaded_session(name: str, row: bytes | None, desired: Sequence[Any]) -> LoadedSession:
+    inputs = _desired_inputs_of(desired)
+    if row is None:
+        return LoadedSession(name, None, inputs)
+    state = _decode(name, row)
+    if inputs is not None:
+        state = dataclasses.replace(state, hosts=inputs.hosts, speaker=inputs.speaker)
+    return LoadedSession(name, state, inputs)
+
+
+def _desired_inputs_of(fields: Sequence[Any]) -> DesiredInputs | None:
+    hosts, speaker, updated_at = fields
+    if hosts is None:
+        return None
+    decoded = orjson.loads(hosts)
+    return DesiredInputs(
+        hosts=tuple(int(h) for h in decoded or ()),
+        speaker=_int_or_none(orjson.loads(speaker) if speaker is not None else None),
+        updated_at=float(updated_at or 0.0),
+    )
 
 
 def _desired_of(fields: Sequence[Any]) -> tuple[tuple[int, ...], int | None, int] | None:

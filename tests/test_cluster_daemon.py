@@ -439,3 +439,27 @@ class TestWebhookOrder:
         assert outcome.applied == ("hall",)
         await daemon.commit_inputs()
         assert daemon.redis_store.desired("hall") == ((), None, 2)
+
+
+class TestNewEpoch:
+    async def test_a_session_bound_to_a_new_lease_epoch_is_loaded_without_blocking(
+        self, replica: tuple[ClusterDaemon, httpx.AsyncClient], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from layoutsync.redis_store import RedisStore
+
+        daemon, emu = replica
+        kinds = await created(daemon, emu)
+        await eventually(lambda: _async(_idle(daemon)))
+        before = daemon.get("hall").session
+
+        def blocking(*_: Any) -> Any:
+            raise AssertionError("a blocking read of the row on the event loop")
+
+        monkeypatch.setattr(RedisStore, "_read_session", blocking)
+        daemon._tokens["hall"] = "an earlier epoch"  # as after a takeover
+        daemon.host_joined("hall", 102)
+        await daemon.commit_inputs()
+        await eventually(lambda: _has(kinds(), "update"))
+        session = daemon.get("hall").session
+        assert session is not before and session.hosts == (101, 102)
+        assert session.status().task_id == before.status().task_id  # the row, as loaded

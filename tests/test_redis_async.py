@@ -241,3 +241,32 @@ class TestOwnerAddressedWakes:
             assert await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2) is None
         finally:
             await pubsub.aclose()
+
+
+class TestLoadedSessions:
+    async def test_a_view_made_from_a_loaded_session_answers_its_first_reads_from_it(
+        self, astore: RedisStore
+    ) -> None:
+        astore.save(a_state(task_id="t1", sequence_id=4))
+        astore.record_event("hall", "join", 103)
+        loaded = await astore.aload_session("hall")
+        assert loaded.state is not None and loaded.state.hosts == (101, 102, 103)
+        assert loaded.desired is not None and loaded.desired.hosts == (101, 102, 103)
+        assert loaded.state == astore.load("hall")  # what the blocking read gives
+
+        view = astore.fenced("hall", "r1|1", loaded=loaded)
+        astore.redis.delete(astore.keys.state("hall"), astore.keys.desired("hall"))
+        assert view.load("hall") == loaded.state  # no read: from what was loaded
+        assert view.load_desired("hall") == loaded.desired
+        assert view.load("hall") is None and view.load_desired("hall") is None  # then Redis
+
+    async def test_a_session_of_no_row_yet_loads_as_none(self, astore: RedisStore) -> None:
+        loaded = await astore.aload_session("new")
+        assert (loaded.state, loaded.desired) == (None, None)
+        session = AsyncSession(
+            _spec(),
+            client=_NoClient(),  # type: ignore[arg-type]
+            store=astore.fenced("new", None, loaded=loaded),
+            name="new",
+        )
+        assert session.status().task_id is None

@@ -77,7 +77,7 @@ import httpx
 
 from ..apply import AsyncSession, ReconcileResult
 from ..errors import StateError
-from ..redis_store import LeaseLost, RedisKeys, RedisStore
+from ..redis_store import LeaseLost, LoadedSession, RedisKeys, RedisStore
 from ..spec import LayoutSpec
 from .ratelimit import pacing
 from .redis_journal import RedisEventJournal
@@ -800,13 +800,21 @@ class ClusterDaemon(Daemon):
 
     # --- sessions bound to one lease epoch ---------------------------------------------------
 
-    def _build(self, spec: LayoutSpec, *, client: Any, store: Any, name: str) -> AsyncSession:
+    def _build(
+        self,
+        spec: LayoutSpec,
+        *,
+        client: Any,
+        store: Any,
+        name: str,
+        loaded: LoadedSession | None = None,
+    ) -> AsyncSession:
         token = self.leases.token(name)
         self._tokens[name] = token
         return AsyncSession(
             spec,
             client=_SenderClient(client, name, token),  # type: ignore[arg-type]
-            store=self.redis_store_of(store).fenced(name, token),
+            store=self.redis_store_of(store).fenced(name, token, loaded=loaded),
             name=name,
             durable_inputs=False,  # events are written to Redis by the handlers (_record)
         )
@@ -1029,9 +1037,10 @@ class ClusterDaemon(Daemon):
         if managed is None:
             return
         token = self.leases.token(name)
-        if self._tokens.get(name) != token:
+        if self._tokens.get(name) != token:  # a new epoch: its row as it is now, not blocking
+            loaded = await self.redis_store.aload_session(name)
             managed.session = self._build(
-                managed.spec, client=self.client, store=self.redis_store, name=name
+                managed.spec, client=self.client, store=self.redis_store, name=name, loaded=loaded
             )
             self._read_version.pop(name, None)
         read = self._read_version.get(name)
