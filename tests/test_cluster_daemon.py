@@ -319,6 +319,7 @@ class TestTwoReplicas:
             await owner.aclose()
             await eventually(lambda: _async(other.owned() == ("hall",)))
             other.host_left("hall", 101)
+            await other.commit_inputs()  # as the HTTP layer does
 
             async def updated() -> bool:
                 return [r["kind"] for r in await requests(emu)].count("update") == 1
@@ -411,6 +412,24 @@ class TestDesiredReads:
         await eventually(lambda: _has(kinds(), "update"))
         assert reads and daemon.get("hall").session.hosts == (101, 102)
 
+    async def test_an_event_that_lands_after_its_session_was_read_is_reconciled_again(
+        self, replica: tuple[ClusterDaemon, httpx.AsyncClient]
+    ) -> None:
+        """Without any wake (pub/sub gone): the replica's own write queues the session."""
+        daemon, emu = replica
+        kinds, reads = await self.settled(daemon, emu)
+        wakes = daemon._cluster_tasks[1]
+        assert wakes.get_name() == "layoutsync-wake"
+        wakes.cancel()
+        daemon.host_joined("hall", 102)  # recorded; a worker reads before it is written
+        daemon._newest_version["hall"] = 10**9  # (so that it reads, and sends nothing)
+        await daemon.reconcile_now("hall")
+        await eventually(lambda: _async(_idle(daemon)))
+        assert reads and "update" not in await kinds()
+        await daemon.commit_inputs()
+        await eventually(lambda: _has(kinds(), "update"))
+        assert daemon.get("hall").session.hosts == (101, 102)
+
     async def test_a_lost_wake_subscription_forgets_what_was_read(
         self, replica: tuple[ClusterDaemon, httpx.AsyncClient]
     ) -> None:
@@ -463,3 +482,38 @@ class TestNewEpoch:
         session = daemon.get("hall").session
         assert session is not before and session.hosts == (101, 102)
         assert session.status().task_id == before.status().task_id  # the row, as loaded
+
+
+class TestReadiness:
+    async def test_a_redis_that_does_not_answer_fails_readiness_without_stalling_the_loop(
+        self, replica: tuple[ClusterDaemon, httpx.AsyncClient]
+    ) -> None:
+        import socket
+
+        import redis.asyncio
+
+        daemon, _ = replica
+        assert (await daemon.aready())[0] is True
+        with socket.socket() as silent:  # accepts connections, never answers
+            silent.bind(("127.0.0.1", 0))
+            silent.listen(8)
+            port = silent.getsockname()[1]
+            live, daemon.redis = daemon.redis, redis.asyncio.Redis(host="127.0.0.1", port=port)
+            ticks = 0
+
+            async def ticking() -> None:
+                nonlocal ticks
+                while True:
+                    await asyncio.sleep(0.01)
+                    ticks += 1
+
+            ticker = asyncio.create_task(ticking())
+            try:
+                ok, checks = await daemon.aready()
+            finally:
+                ticker.cancel()
+                await daemon.redis.aclose()
+                daemon.redis = live
+        assert not ok and checks["store"] is False
+        assert "Redis: cannot reach Redis" in checks["storeError"]
+        assert ticks >= 5  # the loop went on while the probe waited (a blocking PING: 0)

@@ -275,7 +275,7 @@ def create_app(
         return _json({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
-        ok, checks = daemon.ready()
+        ok, checks = await daemon.aready()
         return _json({"ready": ok, "checks": dict(checks)}, 200 if ok else 503)
 
     async def openapi(_: Request) -> Response:

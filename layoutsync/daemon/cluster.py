@@ -69,7 +69,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +105,8 @@ _LEASE_SAFETY = 0.85
 _EXPIRY_SLACK = 0.003
 
 _CHUNK = 500  # names per lease script call (Redis runs one script at a time)
+
+_PING_TIMEOUT = 1.0  #: seconds the readiness probe waits for Redis
 
 #: Published on the wake channel when a replica starts or stops (no session has this name:
 #: spec file names never hold a NUL).
@@ -795,7 +797,7 @@ class ClusterDaemon(Daemon):
         self.redis_store = store
         self.journal = _WrittenByHandlers()  # type: ignore[assignment]
         self.events = RedisEventJournal(
-            store, on_written=self._announced, on_failed=self._forget_read
+            store, on_written=self._written, on_failed=self._forget_read
         )
 
     # --- sessions bound to one lease epoch ---------------------------------------------------
@@ -887,6 +889,15 @@ class ClusterDaemon(Daemon):
         copy may hold a change that Redis does not)."""
         for name in names:
             self._read_version.pop(name, None)
+
+    def _written(self, name: str, version: int) -> None:
+        """One of this replica's events is in Redis as ``version``. If the session was
+        read before it landed (a worker got there first), it is reconciled once more;
+        its own wake would queue it too, this does not depend on pub/sub."""
+        self._announced(name, version)
+        read = self._read_version.get(name)
+        if read is not None and read < version and name in self.leases.held:
+            self.queue.add(name)
 
     def _announced(self, name: str, version: int) -> None:
         """Desired inputs of version ``version`` exist in Redis."""
@@ -1093,7 +1104,19 @@ class ClusterDaemon(Daemon):
             await self.redis.aclose()
 
     def ready(self) -> tuple[bool, Any]:
-        ok, checks = super().ready()
+        return self._with_leases(*super().ready())
+
+    async def aready(self) -> tuple[bool, Any]:
+        """Redis asked on the asyncio client: an unreachable server stalls no event."""
+        errors: tuple[type[BaseException], ...] = (*_redis_errors(), TimeoutError)
+        try:
+            await asyncio.wait_for(self.redis.ping(), _PING_TIMEOUT)
+        except errors as exc:
+            error = str(exc) or f"no answer within {_PING_TIMEOUT:g} s"
+            return self._with_leases(*self._readiness(f"Redis: cannot reach Redis: {error}"))
+        return self._with_leases(*self._readiness(None))
+
+    def _with_leases(self, ok: bool, checks: Mapping[str, Any]) -> tuple[bool, Any]:
         checks = dict(checks)
         fresh = (
             self._round_ok_at is not None

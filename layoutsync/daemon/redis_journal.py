@@ -14,9 +14,9 @@ caller sends again), and what was not written is dropped, not kept for the
 next batch: an operation sent again is not always a no-op (a host that left
 and is listed again by ``hosts`` goes to the end of the order), so only the
 caller's resend may apply it, once. The replica then reads the desired
-inputs of its sessions back from Redis before it reconciles them
-(``on_failed``), so nothing that was not acknowledged reaches the service
-from its memory.
+inputs of those sessions back from Redis before it reconciles them
+(``on_failed``), so a change that was not acknowledged does not stay in
+its memory.
 """
 
 from __future__ import annotations

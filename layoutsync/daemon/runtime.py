@@ -861,18 +861,27 @@ class Daemon:
 
     def ready(self) -> tuple[bool, Mapping[str, Any]]:
         """Readiness: specs loaded, workers running, the state store answers."""
-        checks: dict[str, Any] = {
-            "specsLoaded": self._loaded,
-            "running": bool(self._workers) and not self._stopping,
-        }
         check = getattr(self.store, "check", None)  # SqliteStore: one SELECT
         try:
             if check is not None:
                 check()
-            checks["store"] = True
         except (StateError, OSError) as exc:
-            checks["store"] = False
-            checks["storeError"] = str(exc)
+            return self._readiness(str(exc))
+        return self._readiness(None)
+
+    async def aready(self) -> tuple[bool, Mapping[str, Any]]:
+        """``ready``, as the HTTP layer asks (a store over the network answers without
+        blocking the loop: ``ClusterDaemon``)."""
+        return self.ready()
+
+    def _readiness(self, store_error: str | None) -> tuple[bool, dict[str, Any]]:
+        checks: dict[str, Any] = {
+            "specsLoaded": self._loaded,
+            "running": bool(self._workers) and not self._stopping,
+            "store": store_error is None,
+        }
+        if store_error is not None:
+            checks["storeError"] = store_error
         ok = all(value is True for key, value in checks.items() if key != "storeError")
         return ok, checks
 
