@@ -517,3 +517,23 @@ class TestReadiness:
         assert not ok and checks["store"] is False
         assert "Redis: cannot reach Redis" in checks["storeError"]
         assert ticks >= 5  # the loop went on while the probe waited (a blocking PING: 0)
+
+
+class TestVersionsStartAgain:
+    async def test_a_session_removed_and_added_again_reads_its_new_versions(
+        self, replica: tuple[ClusterDaemon, httpx.AsyncClient]
+    ) -> None:
+        """Deleting a session's state deletes its desired inputs: their versions start
+        again at 1. A version read before must not make the new ones look old."""
+        daemon, emu = replica
+        kinds = await created(daemon, emu)
+        await eventually(lambda: _async(_idle(daemon)))
+        daemon._read_version["hall"] = daemon._newest_version["hall"] = 50  # the old row's
+        managed = daemon.get("hall")
+        managed.session = daemon._build(
+            managed.spec, client=daemon.client, store=daemon.redis_store, name="hall"
+        )  # as a reload makes it
+        daemon.redis_store.redis.delete(daemon.redis_store.keys.desired("hall"))
+        daemon.redis_store.record_event("hall", "join", 102)  # version 1, as another replica
+        await eventually(lambda: _has(kinds(), "update"))
+        assert daemon.get("hall").session.hosts == (101, 102)  # the row seeds version 1

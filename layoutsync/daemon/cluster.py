@@ -813,6 +813,10 @@ class ClusterDaemon(Daemon):
     ) -> AsyncSession:
         token = self.leases.token(name)
         self._tokens[name] = token
+        # A new session object reads before its first reconcile: its versions may be of a
+        # row deleted since (a spec removed and added again starts again at version 1).
+        self._read_version.pop(name, None)
+        self._newest_version.pop(name, None)
         return AsyncSession(
             spec,
             client=_SenderClient(client, name, token),  # type: ignore[arg-type]
@@ -1053,7 +1057,6 @@ class ClusterDaemon(Daemon):
             managed.session = self._build(
                 managed.spec, client=self.client, store=self.redis_store, name=name, loaded=loaded
             )
-            self._read_version.pop(name, None)
         read = self._read_version.get(name)
         if read is not None and read >= self._newest_version.get(name, 0):
             return
@@ -1205,7 +1208,10 @@ class ClusterDaemon(Daemon):
             pubsub = self.redis.pubsub()
             try:
                 await pubsub.subscribe(*channels)
-                self._read_version.clear()  # wakes may have been missed: read before each
+                # wakes may have been missed, and Redis may have lost its data (versions
+                # start again): read each session before its next reconcile
+                self._read_version.clear()
+                self._newest_version.clear()
                 for name in self.owned():  # whatever was published while not subscribed
                     self.queue.add(name)
                 async for message in pubsub.listen():
