@@ -772,14 +772,10 @@ def _desired_inputs_of(fields: Sequence[Any]) -> DesiredInputs | None:
 
 def _desired_of(fields: Sequence[Any]) -> tuple[tuple[int, ...], int | None, int] | None:
     hosts, speaker, version = fields
-    if hosts is None:
+    inputs = _desired_inputs_of((hosts, speaker, None))
+    if inputs is None:
         return None
-    decoded = orjson.loads(hosts)
-    return (
-        tuple(int(h) for h in decoded or ()),
-        _int_or_none(orjson.loads(speaker) if speaker is not None else None),
-        int(version or 0),
-    )
+    return inputs.hosts, inputs.speaker, int(version or 0)
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from _redis import RedisServer
+from _sessionkit import make_spec
 
 from layoutsync.apply import AsyncSession
 from layoutsync.daemon.cluster import _wake_of
@@ -95,7 +96,7 @@ class TestAwaitableTwins:
 
         store = NoBlocking(astore.redis, aclient=astore.aredis)
         astore.save(a_state())
-        session = AsyncSession(_spec(), client=_NoClient(), store=store, name="hall")  # type: ignore[arg-type]
+        session = AsyncSession(make_spec(), client=_NoClient(), store=store, name="hall")  # type: ignore[arg-type]
         result = await session.destroy()  # no task: only the state's erase, awaited
         assert result.error is None and astore.load("hall") is None
 
@@ -186,24 +187,6 @@ class TestWakeMessages:
         assert _wake_of(text) == parsed
 
 
-def _spec() -> Any:
-    from layoutsync.spec import load_spec
-
-    return load_spec(
-        {
-            "instanceId": "hall-1",
-            "placeholderImage": "https://example.com/p.png",
-            "input": {"channel": "hall", "token": "t-in"},
-            "output": {
-                "channel": "hall-live",
-                "uid": 9000,
-                "token": "t-out",
-                "video": {"width": 1280, "height": 720},
-            },
-        }
-    )
-
-
 class _NoClient:
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"no call expected, got {name}")
@@ -264,7 +247,7 @@ class TestLoadedSessions:
         loaded = await astore.aload_session("new")
         assert (loaded.state, loaded.desired) == (None, None)
         session = AsyncSession(
-            _spec(),
+            make_spec(),
             client=_NoClient(),  # type: ignore[arg-type]
             store=astore.fenced("new", None, loaded=loaded),
             name="new",
